@@ -1,0 +1,339 @@
+"""The one interface every store implements. No Airflow and no SDK imports here.
+
+A store module knows one SDK and implements the primitives marked abstract; ``write`` (streaming,
+multipart above a threshold, parallel parts, abort on failure, resume of an interrupted upload) is
+shared, so every store behaves the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar
+
+from airflow_multicloud.checksums import Crc64
+from airflow_multicloud.errors import IntegrityError, StoreError
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a listing or a HEAD tells about one object.
+
+    :param key: the full key in the bucket.
+    :param crc64: the store's own whole-object CRC64-XZ (COS, OSS), or None where it gives none.
+    :param metadata: user metadata, lower-case names without the store's prefix (from ``head`` only).
+    """
+
+    key: str
+    size: int
+    etag: str | None = None
+    last_modified: datetime | None = None
+    crc64: int | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    number: int
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    key: str
+    upload_id: str
+    initiated: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome of :meth:`ObjectStore.write`.
+
+    :param crc64: CRC64-XZ of the bytes this process sent, computed on the stream.
+    :param md5: hex MD5 of the whole stream.
+    :param parts: number of parts (0 for a single PUT); ``parts_reused`` of them came from an earlier attempt.
+    """
+
+    key: str
+    size: int
+    etag: str
+    crc64: int
+    md5: str
+    parts: int = 0
+    parts_reused: int = 0
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """How ``write`` splits and parallelises an upload.
+
+    :param multipart_threshold: objects of this many bytes or more go multipart.
+    :param part_size: size of each part but the last (S3, COS and OSS need >= 5 MiB, except the last part).
+    :param max_concurrency: parts in flight at once per object; memory is about (max_concurrency + 1) x part_size.
+    """
+
+    multipart_threshold: int = 64 * MiB
+    part_size: int = 16 * MiB
+    max_concurrency: int = 4
+
+    def __post_init__(self) -> None:
+        if self.part_size < 1 or self.multipart_threshold < 1 or self.max_concurrency < 1:
+            raise ValueError(f"TransferConfig values must be positive, got {self}")
+
+
+def md5_b64(data: bytes | memoryview) -> str:
+    """Content-MD5 header value: the store rejects a part whose bytes changed on the way."""
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+class _Rechunker:
+    """Turns an iterable of byte chunks of any size into blocks of exactly ``size`` bytes (last one shorter)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it = iter(chunks)
+        self._buf = bytearray()
+        self._done = False
+
+    def take(self, size: int) -> bytes:
+        while len(self._buf) < size and not self._done:
+            try:
+                chunk = next(self._it)
+            except StopIteration:
+                self._done = True
+                break
+            self._buf += chunk
+        block = bytes(self._buf[:size])
+        del self._buf[:size]
+        return block
+
+
+class ObjectStore(ABC):
+    """One bucket (or local root) of one store.
+
+    :param bucket: bucket name (``name-appid`` for COS; the root folder for local files).
+    :param label: how errors name the credentials, e.g. the Airflow connection id; never a secret.
+    :param transfer: multipart settings for ``write``.
+    """
+
+    scheme: ClassVar[str]
+
+    def __init__(self, bucket: str, *, label: str = "", transfer: TransferConfig | None = None) -> None:
+        self.bucket = bucket
+        self.label = label or f"{self.scheme} (no connection id)"
+        self.transfer = transfer or TransferConfig()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(bucket={self.bucket!r}, label={self.label!r})"
+
+    def uri(self, key: str = "") -> str:
+        return f"{self.scheme}://{self.bucket}/{key}"
+
+    @property
+    def endpoint_id(self) -> str:
+        """Identifies the service behind this store: two stores with the same id can copy server-side."""
+        return self.scheme
+
+    # ---- reading ---------------------------------------------------------------------------------
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order, fetched page by page as consumed."""
+
+    @abstractmethod
+    def head(self, key: str) -> ObjectInfo:
+        """Size, etag, native checksum and user metadata of one object; ObjectNotFoundError if absent."""
+
+    @abstractmethod
+    def read(self, key: str, start: int = 0, end: int | None = None, chunk_size: int = MiB) -> Iterator[bytes]:
+        """Stream bytes ``[start, end)`` of an object (``end=None``: to the end)."""
+
+    # ---- changing --------------------------------------------------------------------------------
+    @abstractmethod
+    def copy(self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
+        """Server-side copy within this bucket's service (source may be ``bucket/key`` of another bucket via
+        :meth:`copy_from`). ``metadata=None`` keeps the source's user metadata; a dict replaces it."""
+
+    def copy_from(
+        self, src: ObjectStore, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None
+    ) -> ObjectInfo:
+        """Server-side copy from another bucket of the same service; stores override it where possible."""
+        if src is self or (src.endpoint_id == self.endpoint_id and src.bucket == self.bucket):
+            return self.copy(src_key, dst_key, metadata=metadata)
+        raise StoreError(f"{self!r} cannot copy server-side from {src!r}")
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Delete one object; deleting an absent object is not an error."""
+
+    # ---- multipart primitives ----------------------------------------------------------------------
+    @abstractmethod
+    def put_object(
+        self, key: str, data: bytes, *, metadata: Mapping[str, str], content_type: str | None = None
+    ) -> str:
+        """Single PUT with Content-MD5; returns the ETag."""
+
+    @abstractmethod
+    def create_multipart(self, key: str, *, metadata: Mapping[str, str], content_type: str | None = None) -> str:
+        """Start a multipart upload; returns the upload id."""
+
+    @abstractmethod
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        """Upload one part (1-based) with Content-MD5; returns its ETag."""
+
+    @abstractmethod
+    def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
+        """Parts already stored for an upload, in part-number order (all pages)."""
+
+    @abstractmethod
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[PartInfo]) -> str:
+        """Assemble the parts; returns the object's ETag."""
+
+    @abstractmethod
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Abort an upload and free its parts."""
+
+    @abstractmethod
+    def list_multipart_uploads(self, prefix: str = "") -> Iterator[UploadInfo]:
+        """Unfinished uploads under ``prefix``."""
+
+    # ---- the shared streaming writer ---------------------------------------------------------------
+    def write(
+        self,
+        key: str,
+        chunks: Iterable[bytes],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        resume: bool = False,
+    ) -> WriteResult:
+        """Write an object from a stream of byte chunks, in bounded memory.
+
+        Below ``transfer.multipart_threshold`` bytes this is one PUT; above, a multipart upload with up to
+        ``transfer.max_concurrency`` parts in flight. On any failure the multipart upload is aborted, so no
+        partial object and no orphaned parts remain - unless ``resume=True``, which keeps the upload so a
+        later ``write(..., resume=True)`` of the same bytes re-sends only the parts not yet stored (a
+        stored part is reused only when its size and MD5 match the new bytes).
+        """
+        meta = dict(metadata or {})
+        source = _Rechunker(chunks)
+        crc = Crc64()
+        md5 = hashlib.md5()
+        threshold = max(self.transfer.multipart_threshold, 1)
+        first = source.take(threshold)
+        if len(first) < threshold:
+            crc.update(first)
+            md5.update(first)
+            etag = self.put_object(key, first, metadata=meta, content_type=content_type)
+            return WriteResult(key, len(first), etag, crc.value, md5.hexdigest())
+        return self._write_multipart(key, first, source, crc, md5, meta, content_type, resume)
+
+    def _find_resumable(self, key: str) -> tuple[str, dict[int, PartInfo]] | None:
+        uploads = sorted(
+            (u for u in self.list_multipart_uploads(key) if u.key == key),
+            key=lambda u: u.initiated or datetime.min,
+        )
+        if not uploads:
+            return None
+        upload = uploads[-1]
+        return upload.upload_id, {p.number: p for p in self.list_parts(key, upload.upload_id)}
+
+    def _write_multipart(  # noqa: C901 - one loop with its error path; splitting it hides the flow
+        self,
+        key: str,
+        first: bytes,
+        source: _Rechunker,
+        crc: Crc64,
+        md5: hashlib._Hash,
+        meta: dict[str, str],
+        content_type: str | None,
+        resume: bool,
+    ) -> WriteResult:
+        part_size = self.transfer.part_size
+        pending = bytearray(first)
+        existing: dict[int, PartInfo] = {}
+        found = self._find_resumable(key) if resume else None
+        if found:
+            upload_id, existing = found
+            log.info("resuming upload of %s: %d parts already stored", self.uri(key), len(existing))
+        else:
+            upload_id = self.create_multipart(key, metadata=meta, content_type=content_type)
+        done: list[PartInfo] = []
+        reused = 0
+        size = 0
+        in_flight: set[Future[PartInfo]] = set()
+        lock = threading.Lock()
+        pool = ThreadPoolExecutor(max_workers=self.transfer.max_concurrency, thread_name_prefix="part")
+
+        def send(number: int, data: bytes) -> PartInfo:
+            etag = self.upload_part(key, upload_id, number, data)
+            return PartInfo(number, len(data), etag)
+
+        try:
+            number = 0
+            while True:
+                if len(pending) < part_size:
+                    pending += source.take(part_size - len(pending))
+                if not pending and number > 0:
+                    break
+                data = bytes(pending[:part_size])
+                del pending[:part_size]
+                number += 1
+                crc.update(data)
+                md5.update(data)
+                size += len(data)
+                old = existing.get(number)
+                if old is not None and old.size == len(data) and _same_md5(old.etag, data):
+                    with lock:
+                        done.append(old)
+                    reused += 1
+                else:
+                    while len(in_flight) >= self.transfer.max_concurrency:
+                        finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                        done.extend(f.result() for f in finished)
+                    in_flight.add(pool.submit(send, number, data))
+                if len(data) < part_size:
+                    break
+            done.extend(f.result() for f in wait(in_flight).done)
+            in_flight = set()
+            done.sort(key=lambda p: p.number)
+            etag = self.complete_multipart(key, upload_id, done)
+        except BaseException:
+            for f in in_flight:
+                f.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            if not resume:
+                self._abort_quietly(key, upload_id)
+            raise
+        pool.shutdown(wait=True)
+        return WriteResult(key, size, etag, crc.value, md5.hexdigest(), parts=len(done), parts_reused=reused)
+
+    def _abort_quietly(self, key: str, upload_id: str) -> None:
+        try:
+            self.abort_multipart(key, upload_id)
+        except Exception as exc:  # the original error matters more; this one is logged
+            log.warning("could not abort upload %s of %s: %s", upload_id, self.uri(key), exc)
+
+
+def _same_md5(etag: str, data: bytes) -> bool:
+    return etag.strip('"').lower() == hashlib.md5(data).hexdigest()
+
+
+def check_integrity(store: ObjectStore, key: str, sent: WriteResult, reported: ObjectInfo) -> None:
+    """Raise IntegrityError when what the store reports differs from what was sent."""
+    if reported.size != sent.size:
+        raise IntegrityError(f"{store.uri(key)}: stored {reported.size} bytes, sent {sent.size}")
+    if reported.crc64 is not None and reported.crc64 != sent.crc64:
+        raise IntegrityError(
+            f"{store.uri(key)}: store reports CRC64 {reported.crc64:016x}, sent bytes have {sent.crc64:016x}"
+        )
