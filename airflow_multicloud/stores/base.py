@@ -8,6 +8,7 @@ shared, so every store behaves the same way.
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import logging
 import threading
@@ -63,6 +64,8 @@ class WriteResult:
 
     :param crc64: CRC64-XZ of the bytes this process sent, computed on the stream.
     :param md5: hex MD5 of the whole stream.
+    :param expected_etag: the ETag an S3-style store computes from the bytes sent: their MD5 for a single PUT,
+        the MD5 of the part MD5s plus ``-N`` for N parts.
     :param parts: number of parts (0 for a single PUT); ``parts_reused`` of them came from an earlier attempt.
     """
 
@@ -71,6 +74,7 @@ class WriteResult:
     etag: str
     crc64: int
     md5: str
+    expected_etag: str = ""
     parts: int = 0
     parts_reused: int = 0
 
@@ -128,6 +132,10 @@ class ObjectStore(ABC):
     """
 
     scheme: ClassVar[str]
+    #: the store keeps a whole-object CRC64-XZ it reports on HEAD (COS, OSS)
+    native_crc64: ClassVar[bool] = False
+    #: ETags are MD5 of the bytes (single PUT) or MD5 of part MD5s + "-N" (multipart), for unencrypted objects
+    etag_is_md5: ClassVar[bool] = True
 
     def __init__(self, bucket: str, *, label: str = "", transfer: TransferConfig | None = None) -> None:
         self.bucket = bucket
@@ -178,9 +186,7 @@ class ObjectStore(ABC):
 
     # ---- multipart primitives ----------------------------------------------------------------------
     @abstractmethod
-    def put_object(
-        self, key: str, data: bytes, *, metadata: Mapping[str, str], content_type: str | None = None
-    ) -> str:
+    def put_object(self, key: str, data: bytes, *, metadata: Mapping[str, str], content_type: str | None = None) -> str:
         """Single PUT with Content-MD5; returns the ETag."""
 
     @abstractmethod
@@ -192,7 +198,7 @@ class ObjectStore(ABC):
         """Upload one part (1-based) with Content-MD5; returns its ETag."""
 
     @abstractmethod
-    def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
+    def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
         """Parts already stored for an upload, in part-number order (all pages)."""
 
     @abstractmethod
@@ -235,7 +241,7 @@ class ObjectStore(ABC):
             crc.update(first)
             md5.update(first)
             etag = self.put_object(key, first, metadata=meta, content_type=content_type)
-            return WriteResult(key, len(first), etag, crc.value, md5.hexdigest())
+            return WriteResult(key, len(first), etag, crc.value, md5.hexdigest(), md5.hexdigest())
         return self._write_multipart(key, first, source, crc, md5, meta, content_type, resume)
 
     def _find_resumable(self, key: str) -> tuple[str, dict[int, PartInfo]] | None:
@@ -248,7 +254,7 @@ class ObjectStore(ABC):
         upload = uploads[-1]
         return upload.upload_id, {p.number: p for p in self.list_parts(key, upload.upload_id)}
 
-    def _write_multipart(  # noqa: C901 - one loop with its error path; splitting it hides the flow
+    def _write_multipart(
         self,
         key: str,
         first: bytes,
@@ -268,7 +274,7 @@ class ObjectStore(ABC):
             log.info("resuming upload of %s: %d parts already stored", self.uri(key), len(existing))
         else:
             upload_id = self.create_multipart(key, metadata=meta, content_type=content_type)
-        done: list[PartInfo] = []
+        done: builtins.list[PartInfo] = []
         reused = 0
         size = 0
         in_flight: set[Future[PartInfo]] = set()
@@ -316,7 +322,8 @@ class ObjectStore(ABC):
                 self._abort_quietly(key, upload_id)
             raise
         pool.shutdown(wait=True)
-        return WriteResult(key, size, etag, crc.value, md5.hexdigest(), parts=len(done), parts_reused=reused)
+        composite = hashlib.md5(b"".join(bytes.fromhex(_md5_of_part(p)) for p in done)).hexdigest()
+        return WriteResult(key, size, etag, crc.value, md5.hexdigest(), f"{composite}-{len(done)}", len(done), reused)
 
     def _abort_quietly(self, key: str, upload_id: str) -> None:
         try:
@@ -329,6 +336,21 @@ def _same_md5(etag: str, data: bytes) -> bool:
     return etag.strip('"').lower() == hashlib.md5(data).hexdigest()
 
 
+def _md5_of_part(part: PartInfo) -> str:
+    """A part's ETag is the MD5 of its bytes on S3, COS and OSS (upload_part sends Content-MD5, so it was checked)."""
+    return part.etag.strip('"').lower()
+
+
+def normalize_etag(etag: str | None) -> str:
+    return (etag or "").strip('"').lower()
+
+
+def is_md5_etag(etag: str | None) -> bool:
+    """True when an ETag is the plain MD5 of the object's bytes (a single-part, unencrypted upload)."""
+    e = normalize_etag(etag)
+    return len(e) == 32 and all(c in "0123456789abcdef" for c in e)
+
+
 def check_integrity(store: ObjectStore, key: str, sent: WriteResult, reported: ObjectInfo) -> None:
     """Raise IntegrityError when what the store reports differs from what was sent."""
     if reported.size != sent.size:
@@ -337,3 +359,27 @@ def check_integrity(store: ObjectStore, key: str, sent: WriteResult, reported: O
         raise IntegrityError(
             f"{store.uri(key)}: store reports CRC64 {reported.crc64:016x}, sent bytes have {sent.crc64:016x}"
         )
+
+
+def verify_write(store: ObjectStore, sent: WriteResult) -> builtins.list[str]:
+    """Prove that what the store keeps is what was sent; return the evidence used, raise IntegrityError if not.
+
+    The ETag a store returns is computed by the store from the bytes it received; where it is MD5-based it is
+    compared with what was sent, at no extra request. Stores with a native CRC64 are also asked (one HEAD).
+    """
+    evidence: builtins.list[str] = []
+    etag = normalize_etag(sent.etag)
+    if etag and (is_md5_etag(etag) or "-" in etag) and store.etag_is_md5:
+        if etag != sent.expected_etag:
+            raise IntegrityError(
+                f"{store.uri(sent.key)}: store computed ETag {etag}, the bytes sent give {sent.expected_etag}"
+            )
+        evidence.append("etag-md5")
+    if store.native_crc64:
+        reported = store.head(sent.key)
+        check_integrity(store, sent.key, sent, reported)
+        if reported.crc64 is not None:
+            evidence.append("crc64")
+    if not evidence:
+        raise IntegrityError(f"{store.uri(sent.key)}: the store gave nothing to verify the written bytes against")
+    return evidence

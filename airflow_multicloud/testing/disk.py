@@ -7,6 +7,7 @@ MD5 (ETag) and CRC64-XZ; a multipart object's CRC64 is the combination of its pa
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -295,7 +296,12 @@ class DiskBuckets:
 
     # ---- multipart ------------------------------------------------------------------------------
     def create_upload(
-        self, bucket: str, key: str, *, content_type: str = "application/octet-stream", metadata: dict[str, str] | None = None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
     ) -> Upload:
         self._objects(bucket)
         up = Upload(uuid.uuid4().hex.upper(), bucket, key, time.time(), content_type, dict(metadata or {}))
@@ -348,19 +354,19 @@ class DiskBuckets:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def list_uploads(self, bucket: str, prefix: str = "") -> list[Upload]:
+    def list_uploads(self, bucket: str, prefix: str = "") -> builtins.list[Upload]:
         self._objects(bucket)
         with self._lock:
             ups = [u for u in self._uploads.values() if u.bucket == bucket and u.key.startswith(prefix)]
         return sorted(ups, key=lambda u: (u.key, u.initiated))
 
-    def complete(self, upload_id: str, parts: list[tuple[int, str]]) -> StoredObject:
+    def complete(self, upload_id: str, parts: builtins.list[tuple[int, str]]) -> StoredObject:
         """Assemble the named parts (number, etag) in order; a missing or mismatched part is InvalidPart."""
         up = self.upload(upload_id)
         numbers = [n for n, _ in parts]
         if numbers != sorted(set(numbers)) or not parts:
             raise InvalidPart("parts must be listed once each in ascending order")
-        chosen: list[StoredPart] = []
+        chosen: builtins.list[StoredPart] = []
         for number, etag in parts:
             part = up.parts.get(number)
             if part is None or part.etag.lower() != etag.strip('"').lower():

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import BinaryIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from airflow_multicloud.testing.disk import DiskBuckets
@@ -96,7 +96,7 @@ class ObjectHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: LocalObjectServer
     error_content_type = "application/xml"
-    server_version: ClassVar[str] = "LocalObjectServer"
+    server_version = "LocalObjectServer"
 
     # set per request
     operation = ""
@@ -153,7 +153,7 @@ class ObjectHandler(BaseHTTPRequestHandler):
                 handler()
         except AbortConnection:
             self.close_connection = True
-        except (ConnectionError, BrokenPipeError, socket.timeout) as exc:
+        except (TimeoutError, ConnectionError) as exc:
             log.debug("connection dropped: %s", exc)
             self.close_connection = True
         finally:
@@ -176,10 +176,10 @@ class ObjectHandler(BaseHTTPRequestHandler):
         rule = self.server.faults.pick(("reset_request",), self.command, self.operation, self.key)
         raw: BinaryIO
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            raw = ChunkedReader(self.rfile)  # type: ignore[assignment]
+            raw = ChunkedReader(self.rfile)  # type: ignore[arg-type,assignment]
             self._length = -1
         else:
-            raw = self.rfile
+            raw = self.rfile  # type: ignore[assignment]
             self._length = int(self.headers.get("Content-Length") or 0)
         reset_after = None
         if rule is not None:
@@ -221,8 +221,9 @@ class ObjectHandler(BaseHTTPRequestHandler):
         return False
 
     # ---- responses ---------------------------------------------------------------------------------
-    def send_bytes(self, status: int, body: bytes, headers: dict[str, str] | None = None,
-                   content_type: str = "application/xml") -> None:
+    def send_bytes(
+        self, status: int, body: bytes, headers: dict[str, str] | None = None, content_type: str = "application/xml"
+    ) -> None:
         self.send_response(status)
         self.status_sent = status
         hdrs = {"Content-Type": content_type, **(headers or {})}

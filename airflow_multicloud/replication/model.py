@@ -1,0 +1,140 @@
+"""Plain data passed between planning, copying, manifests, XCom and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import Enum, StrEnum
+from typing import Any
+
+from airflow_multicloud.stores.base import ObjectStore
+
+RESERVED_DIR = "_multicloud/"
+META_CRC64 = "multicloud-crc64"
+META_SOURCE_ETAG = "multicloud-source-etag"
+META_SOURCE_SIZE = "multicloud-source-size"
+
+
+class Mode(StrEnum):
+    COPY = "copy"
+    MIRROR = "mirror"
+
+
+class Overwrite(StrEnum):
+    IF_CHANGED = "if_changed"
+    NEVER = "never"
+
+
+def parse_choice(enum: type[Enum], value: object, name: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(repr(m.value) for m in enum)
+        raise ValueError(f"{name}={value!r} is not supported: use one of {choices}") from None
+
+
+@dataclass(frozen=True)
+class Location:
+    """A dataset in a store: ``store`` plus a key prefix ("" or ending in "/" for folders)."""
+
+    store: ObjectStore
+    prefix: str
+
+    @property
+    def uri(self) -> str:
+        return self.store.uri(self.prefix)
+
+    def key(self, rel: str) -> str:
+        return self.prefix + rel
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    rel: str  # key relative to the source prefix
+    size: int
+    etag: str | None
+    last_modified: datetime | None
+    crc64: int | None = None
+
+
+@dataclass
+class PlanEntry:
+    """One source object and what to do at each destination (index -> action)."""
+
+    obj: SourceObject
+    actions: dict[int, str]  # "copy" | "skip" | "conflict"
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self.obj)
+        d["last_modified"] = self.obj.last_modified.isoformat() if self.obj.last_modified else None
+        return {"obj": d, "actions": {str(k): v for k, v in self.actions.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PlanEntry:
+        o = dict(data["obj"])
+        o["last_modified"] = datetime.fromisoformat(o["last_modified"]) if o["last_modified"] else None
+        return cls(SourceObject(**o), {int(k): v for k, v in data["actions"].items()})
+
+
+@dataclass
+class Plan:
+    entries: list[PlanEntry]
+    extras: dict[int, list[str]] = field(default_factory=dict)  # destination index -> rel keys absent at source
+    previous: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)  # manifests read, per destination
+
+    def count(self, action: str) -> int:
+        return sum(1 for e in self.entries for a in e.actions.values() if a == action)
+
+    @property
+    def to_copy(self) -> list[PlanEntry]:
+        return [e for e in self.entries if "copy" in e.actions.values()]
+
+    def shard(self, n: int) -> list[list[PlanEntry]]:
+        """Split the work into ``n`` shards of about equal bytes (largest first, greedy)."""
+        if n < 1:
+            raise ValueError(f"shards={n} must be at least 1")
+        shards: list[list[PlanEntry]] = [[] for _ in range(n)]
+        loads = [0] * n
+        for entry in sorted(self.to_copy, key=lambda e: e.obj.size, reverse=True):
+            i = loads.index(min(loads))
+            shards[i].append(entry)
+            loads[i] += entry.obj.size + 1
+        return shards
+
+
+@dataclass
+class ObjectResult:
+    rel: str
+    destination: int
+    status: str  # copied | skipped | failed | conflict
+    size: int
+    crc64: str | None = None
+    md5: str | None = None
+    dest_etag: str | None = None
+    verified_by: list[str] = field(default_factory=list)
+    error: str | None = None
+    attempts: int = 0
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    source: str
+    destinations: list[str]
+    objects: int = 0
+    bytes: int = 0
+    copied: int = 0
+    copied_bytes: int = 0
+    skipped: int = 0
+    failed: int = 0
+    conflicts: int = 0
+    deleted: int = 0
+    duration_s: float = 0.0
+    throughput_mb_s: float = 0.0
+    failed_keys: list[str] = field(default_factory=list)
+    conflict_keys: list[str] = field(default_factory=list)
+    manifests: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
