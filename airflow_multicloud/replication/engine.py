@@ -72,20 +72,24 @@ class ReplicationOptions:
             raise ValueError(f"manifest_dir={self.manifest_dir!r} must be a relative folder ending in '/'")
 
 
+def _overlap(a: Location, b: Location) -> bool:
+    if a.store.endpoint_id != b.store.endpoint_id:
+        return False
+    ua, ub = a.uri.rstrip("/") + "/", b.uri.rstrip("/") + "/"
+    return ua.startswith(ub) or ub.startswith(ua)
+
+
 def check_locations(source: Location, destinations: Sequence[Location]) -> None:
     """Refuse source/destination pairs that would read what they write."""
     if not destinations:
         raise ValueError("no destination given: name at least one")
-    seen: list[Location] = []
-    for dest in destinations:
-        for other, what in [(source, "the source"), *((s, "another destination") for s in seen)]:
-            same_bucket = dest.store.endpoint_id == other.store.endpoint_id and dest.store.bucket == other.store.bucket
-            if same_bucket and (dest.prefix.startswith(other.prefix) or other.prefix.startswith(dest.prefix)):
+    for i, dest in enumerate(destinations):
+        for other, what in [(source, "the source"), *((d, "another destination") for d in destinations[:i])]:
+            if _overlap(dest, other):
                 raise ValueError(
                     f"destination {dest.uri} overlaps {what} {other.uri}: a replica must not sit inside the data it "
                     "copies (or contain it); choose a separate bucket or prefix"
                 )
-        seen.append(dest)
 
 
 def run_plan(

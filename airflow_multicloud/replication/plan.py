@@ -68,9 +68,12 @@ def _same_version(obj: SourceObject, dest: ObjectInfo, record: dict[str, Any] | 
     """True when the destination holds a verified copy of exactly this source version (no request made)."""
     if record is None or dest.size != obj.size or record.get("size") != obj.size:
         return False
-    if normalize_etag(record.get("source_etag")) != normalize_etag(obj.etag):
-        return False
-    return normalize_etag(record.get("dest_etag")) == normalize_etag(dest.etag)
+    if obj.etag:
+        if normalize_etag(record.get("source_etag")) != normalize_etag(obj.etag):
+            return False
+    elif obj.last_modified is None or record.get("source_last_modified") != obj.last_modified.isoformat():
+        return False  # without an ETag (plain local files) the modification time names the version
+    return bool(dest.etag) and normalize_etag(record.get("dest_etag")) == normalize_etag(dest.etag)
 
 
 def _same_by_metadata(dest_loc: Location, obj: SourceObject, dest: ObjectInfo) -> bool:

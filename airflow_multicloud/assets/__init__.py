@@ -1,0 +1,1 @@
+"""Asset URIs for COS (``cos://``, ``cosn://``) and OSS (``oss://``), registered through the provider info."""

@@ -1,0 +1,1 @@
+"""The ``multicloud`` command: everything the product offers outside Airflow."""

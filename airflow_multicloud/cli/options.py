@@ -1,0 +1,109 @@
+"""Command-line flags shared by ``replicate`` (and later ``verify``), mapped onto the engine's options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from datetime import timedelta
+
+from airflow_multicloud.replication.copy import CopyOptions
+from airflow_multicloud.replication.engine import ReplicationOptions
+from airflow_multicloud.replication.plan import Filters
+from airflow_multicloud.replication.stream import BandwidthLimiter
+from airflow_multicloud.stores.base import MiB, TransferConfig
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``2h``, ``7d`` or plain seconds."""
+    try:
+        if text[-1] in _UNITS:
+            return timedelta(seconds=float(text[:-1]) * _UNITS[text[-1]])
+        return timedelta(seconds=float(text))
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: use e.g. 90s, 15m, 2h or 7d") from None
+
+
+def size(text: str) -> int:
+    """``16MiB``, ``8M``, ``1GiB`` or plain bytes."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = {"K": 1024, "M": MiB, "G": 1024 * MiB}.get(t[-1:], 1)
+    try:
+        return int(float(t[:-1] if mult > 1 else t) * mult)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: use e.g. 16MiB, 512KiB or 1GiB") from None
+
+
+def add_connection_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--src-conn", help="Airflow connection id for the source (default: the scheme's *_default)")
+    p.add_argument(
+        "--dst-conn",
+        action="append",
+        default=[],
+        help="connection id for the destinations: once for all, or once per destination in order",
+    )
+    p.add_argument(
+        "--conn",
+        action="append",
+        default=[],
+        metavar="ID=JSON_OR_URI",
+        help="define a connection inline (sets AIRFLOW_CONN_<ID>); Airflow's own environment variables work too",
+    )
+
+
+def apply_inline_connections(items: list[str]) -> None:
+    for item in items:
+        conn_id, sep, value = item.partition("=")
+        if not sep or not conn_id:
+            raise SystemExit(f'--conn {item!r}: expected ID=JSON_OR_URI, e.g. cos_backup=\'{{"conn_type": "cos"}}\'')
+        if value.lstrip().startswith("{"):
+            json.loads(value)
+        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = value
+
+
+def add_replication_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", default="copy", help="copy (default, never deletes) or mirror")
+    p.add_argument("--overwrite", default="if_changed", help="if_changed (default) or never")
+    p.add_argument("--max-delete", type=int, default=0, help="mirror: most destination objects it may delete")
+    p.add_argument("--include", action="append", help="glob on keys relative to the source prefix (repeatable)")
+    p.add_argument("--exclude", action="append", default=[], help="glob to leave out (repeatable)")
+    p.add_argument("--min-age", type=duration, help="only objects older than this (e.g. 15m)")
+    p.add_argument("--max-age", type=duration, help="only objects younger than this (e.g. 7d)")
+    p.add_argument("--dry-run", action="store_true", help="plan and report, write nothing")
+    p.add_argument("--allow-empty", action="store_true", help="an empty source is not an error")
+    p.add_argument("--workers", type=int, default=16, help="objects in flight (default 16)")
+    p.add_argument("--large-workers", type=int, default=4, help="multipart objects in flight (default 4)")
+    p.add_argument("--threshold", type=size, default=64 * MiB, help="multipart above this size (default 64MiB)")
+    p.add_argument("--part-size", type=size, default=16 * MiB, help="multipart part size (default 16MiB)")
+    p.add_argument("--part-concurrency", type=int, default=4, help="parts in flight per object (default 4)")
+    p.add_argument("--bandwidth", type=size, help="limit source reads to this many bytes per second, e.g. 50MiB")
+    p.add_argument("--retries", type=int, default=3, help="attempts per object after the first (default 3)")
+    p.add_argument("--no-server-side", action="store_true", help="always stream, even within one service")
+    p.add_argument("--progress-interval", type=float, default=5.0, help="seconds between progress lines")
+    p.add_argument("--run-id", default="", help="name for the manifests (default: random)")
+
+
+def transfer_config(args: argparse.Namespace) -> TransferConfig:
+    return TransferConfig(args.threshold, args.part_size, args.part_concurrency)
+
+
+def replication_options(args: argparse.Namespace) -> ReplicationOptions:
+    return ReplicationOptions(
+        mode=args.mode,
+        overwrite=args.overwrite,
+        filters=Filters(args.include, tuple(args.exclude), args.min_age, args.max_age),
+        max_delete=args.max_delete,
+        workers=args.workers,
+        large_workers=args.large_workers,
+        copy=CopyOptions(
+            object_retries=args.retries,
+            limiter=BandwidthLimiter(args.bandwidth) if args.bandwidth else None,
+            server_side=not args.no_server_side,
+        ),
+        dry_run=args.dry_run,
+        allow_empty=args.allow_empty,
+        progress_interval=args.progress_interval,
+        run_id=args.run_id,
+    )

@@ -1,0 +1,1 @@
+"""Airflow connections -> stores. SDKs are imported where used, so DAG parsing stays fast."""

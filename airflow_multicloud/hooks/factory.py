@@ -1,0 +1,44 @@
+"""Open a dataset URI with an Airflow connection: the one place that maps schemes to hooks."""
+
+from __future__ import annotations
+
+import os
+
+from airflow_multicloud.replication.model import Location
+from airflow_multicloud.stores.base import ObjectStore, TransferConfig
+from airflow_multicloud.uri import parse_uri
+
+DEFAULT_CONN_IDS = {"s3": "aws_default", "cos": "cos_default", "oss": "oss_default", "file": ""}
+
+
+def open_store(scheme: str, bucket: str, conn_id: str | None, transfer: TransferConfig | None = None) -> ObjectStore:
+    """A store for one bucket, with credentials from the Airflow connection ``conn_id`` (scheme default if None)."""
+    conn = conn_id or DEFAULT_CONN_IDS[scheme]
+    if scheme == "s3":
+        from airflow_multicloud.hooks.s3 import s3_store_from_connection
+
+        return s3_store_from_connection(conn, bucket, transfer=transfer)
+    if scheme == "cos":
+        from airflow_multicloud.hooks.cos import CosHook
+
+        return CosHook(cos_conn_id=conn).get_store(bucket, transfer=transfer)
+    if scheme == "oss":
+        from airflow_multicloud.hooks.oss import OssHook
+
+        return OssHook(oss_conn_id=conn).get_store(bucket, transfer=transfer)
+    from airflow_multicloud.stores.local import LocalStore
+
+    return LocalStore(bucket, label="local files", transfer=transfer)
+
+
+def open_location(
+    uri: str, conn_id: str | None = None, *, transfer: TransferConfig | None = None, create: bool = False
+) -> Location:
+    """Parse ``uri`` and open it. A ``file://`` folder is the store's root; ``create`` makes it if missing."""
+    parsed = parse_uri(uri)
+    if parsed.scheme == "file":
+        root = "/" + parsed.prefix.rstrip("/")
+        if create:
+            os.makedirs(root, exist_ok=True)
+        return Location(open_store("file", root, None, transfer), "")
+    return Location(open_store(parsed.scheme, parsed.bucket, conn_id, transfer), parsed.prefix)

@@ -1,0 +1,79 @@
+"""Provider registration (entry point ``apache_airflow_provider``).
+
+Static data only, on purpose: a ``get_provider_info`` that raises breaks every ``airflow`` command.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_multicloud import __version__
+
+_STRING = {"type": ["string", "null"]}
+_SECRET = {"type": ["string", "null"], "format": "password"}
+
+COS_CONNECTION: dict[str, Any] = {
+    "connection-type": "cos",
+    "hook-class-name": "airflow_multicloud.hooks.cos.CosHook",
+    "hook-name": "Tencent Cloud COS",
+    "ui-field-behaviour": {
+        "hidden-fields": ["schema", "port", "host"],
+        "relabeling": {"login": "SecretId", "password": "SecretKey"},
+        "placeholders": {"login": "AKID...", "password": "your SecretKey"},
+    },
+    "conn-fields": {
+        "region": {"label": "Region", "description": "e.g. ap-guangzhou", "schema": _STRING},
+        "token": {"label": "Session token", "description": "temporary credentials only", "schema": _SECRET},
+        "scheme": {"label": "Scheme", "description": "https (default) or http", "schema": _STRING},
+        "endpoint": {
+            "label": "Endpoint override",
+            "description": "send requests to this address (private endpoint, proxy, local test server)",
+            "schema": _STRING,
+        },
+    },
+}
+
+OSS_CONNECTION: dict[str, Any] = {
+    "connection-type": "multicloud_oss",
+    "hook-class-name": "airflow_multicloud.hooks.oss.OssHook",
+    "hook-name": "Alibaba Cloud OSS (multicloud)",
+    "ui-field-behaviour": {
+        "hidden-fields": ["schema", "port", "host"],
+        "relabeling": {"login": "AccessKey ID", "password": "AccessKey Secret"},
+        "placeholders": {"login": "LTAI...", "password": "your AccessKey secret"},
+    },
+    "conn-fields": {
+        "region": {"label": "Region", "description": "e.g. cn-hangzhou (needed for v4 signatures)", "schema": _STRING},
+        "endpoint": {
+            "label": "Endpoint",
+            "description": "e.g. https://oss-cn-hangzhou.aliyuncs.com; derived from the region when empty",
+            "schema": _STRING,
+        },
+        "auth_version": {"label": "Signature version", "description": "v4 (default) or v1", "schema": _STRING},
+        "security_token": {"label": "STS token", "description": "temporary credentials only", "schema": _SECRET},
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-multicloud",
+        "name": "Multicloud",
+        "description": "Verified replicas of datasets across AWS S3, Tencent Cloud COS and Alibaba Cloud OSS.",
+        "versions": [__version__],
+        "connection-types": [COS_CONNECTION, OSS_CONNECTION],
+        "asset-uris": [
+            {
+                "schemes": ["cos", "cosn"],
+                "handler": "airflow_multicloud.assets.cos.sanitize_uri",
+                "factory": "airflow_multicloud.assets.cos.create_asset",
+                "to_openlineage_converter": "airflow_multicloud.assets.cos.convert_asset_to_openlineage",
+            },
+            {
+                "schemes": ["oss"],
+                "handler": "airflow_multicloud.assets.oss.sanitize_uri",
+                "factory": "airflow_multicloud.assets.oss.create_asset",
+                "to_openlineage_converter": "airflow_multicloud.assets.oss.convert_asset_to_openlineage",
+            },
+        ],
+    }
