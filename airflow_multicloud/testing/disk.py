@@ -194,8 +194,9 @@ class DiskBuckets:
             tmp.unlink(missing_ok=True)
 
     def head(self, bucket: str, key: str) -> StoredObject:
+        objs = self._objects(bucket)
         try:
-            return self._objects(bucket)[key]
+            return objs[key]
         except KeyError:
             raise NoSuchKey(key) from None
 
@@ -266,6 +267,8 @@ class DiskBuckets:
         contents: list[StoredObject] = []
         prefixes: list[str] = []
         i = bisect_right(keys, after) if after else 0
+        if delimiter and after.endswith(delimiter) and after.startswith(prefix):
+            i = bisect_right(keys, after + "\U0010ffff")  # the marker was a common prefix: skip all below it
         last = ""
         while i < len(keys):
             key = keys[i]

@@ -8,7 +8,7 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-KINDS = ("status", "reset", "truncate", "flip", "latency", "reset_request")
+KINDS = ("status", "reset", "truncate", "flip", "latency", "reset_request", "flip_request")
 
 
 @dataclass
@@ -18,7 +18,8 @@ class FaultRule:
     :param kind: ``status`` (answer ``status``/``code`` instead of serving), ``reset`` (close the connection
         half-way through the response body), ``reset_request`` (close half-way through reading the request
         body), ``truncate`` (announce the full length, send half, close), ``flip`` (flip one byte of the response
-        body), ``latency`` (sleep ``latency`` seconds first).
+        body), ``flip_request`` (flip one byte of the request body as it arrives, as a bad network would),
+        ``latency`` (sleep ``latency`` seconds first).
     :param rate: probability of firing for each matching request.
     :param times: fire at most this many times (None: no limit).
     :param method: HTTP method to match (None: any).

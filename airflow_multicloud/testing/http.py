@@ -71,10 +71,11 @@ class ChunkedReader:
 class CountingReader:
     """Wraps the request body; may reset the connection half-way (fault ``reset_request``)."""
 
-    def __init__(self, raw: BinaryIO, reset_after: int | None) -> None:
+    def __init__(self, raw: BinaryIO, reset_after: int | None, flip_at: int | None = None) -> None:
         self.raw = raw
         self.count = 0
         self.reset_after = reset_after
+        self.flip_at = flip_at
 
     def read(self, n: int = -1) -> bytes:
         if self.reset_after is not None and self.count >= self.reset_after:
@@ -82,6 +83,10 @@ class CountingReader:
         if self.reset_after is not None and n > 0:
             n = min(n, max(self.reset_after - self.count, 1))
         data = self.raw.read(n)
+        if self.flip_at is not None and self.count <= self.flip_at < self.count + len(data):
+            buf = bytearray(data)
+            buf[self.flip_at - self.count] ^= 0xFF
+            data = bytes(buf)
         self.count += len(data)
         return data
 
@@ -146,8 +151,13 @@ class ObjectHandler(BaseHTTPRequestHandler):
         self.body_bytes_out = 0
         self.status_sent = 0
         self.body = None
+        # logged on arrival, completed below: a client that got its answer always finds its request in the log
+        rec = RequestRecord(self.command, "", "", "", self.query, 0, 0, 0, self.headers.get("Range"))
+        self.server.record(rec)
+        self._rec = rec
         try:
             handler = self.route()
+            rec.operation, rec.bucket, rec.key = self.operation, self.bucket, self.key
             self.body = self._make_body()
             if not self._inject_before():
                 handler()
@@ -158,19 +168,16 @@ class ObjectHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         finally:
             self._drain()
-            self.server.record(
-                RequestRecord(
-                    self.command,
-                    self.operation,
-                    self.bucket,
-                    self.key,
-                    self.query,
-                    self.status_sent,
-                    self.body.count if self.body else 0,
-                    self.body_bytes_out,
-                    self.headers.get("Range"),
-                )
-            )
+            rec.operation, rec.bucket, rec.key = self.operation, self.bucket, self.key
+            rec.status, rec.bytes_in = self.status_sent, self.body.count if self.body else 0
+            rec.body_bytes_out = self.body_bytes_out
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.status_sent = code
+        rec = getattr(self, "_rec", None)  # absent when the request line itself was malformed
+        if rec is not None:
+            rec.status, rec.operation, rec.bucket, rec.key = code, self.operation, self.bucket, self.key
+        super().send_response(code, message)
 
     def _make_body(self) -> CountingReader:
         rule = self.server.faults.pick(("reset_request",), self.command, self.operation, self.key)
@@ -184,7 +191,11 @@ class ObjectHandler(BaseHTTPRequestHandler):
         reset_after = None
         if rule is not None:
             reset_after = max(self._length // 2, 1)
-        return CountingReader(raw, reset_after)
+        flip_at = None
+        if self._length > 0 and self.command in ("PUT", "POST"):
+            flip = self.server.faults.pick(("flip_request",), self.command, self.operation, self.key)
+            flip_at = self._length // 2 if flip is not None else None
+        return CountingReader(raw, reset_after, flip_at)
 
     def _drain(self) -> None:
         """Read what is left of the request body so keep-alive stays in sync."""
@@ -260,9 +271,10 @@ class ObjectHandler(BaseHTTPRequestHandler):
                 buf = bytearray(chunk)
                 buf[flip_at - sent] ^= 0xFF
                 chunk = bytes(buf)
+            self.body_bytes_out += len(chunk)
+            self._rec.body_bytes_out = self.body_bytes_out
             self.wfile.write(chunk)
             sent += len(chunk)
-            self.body_bytes_out += len(chunk)
         if stop_at < length:
             self.wfile.flush()
             if rule is not None and rule.kind == "reset":

@@ -1,0 +1,107 @@
+"""The Airflow hook for Tencent Cloud COS: an Airflow connection in, a :class:`CosStore` out."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from airflow_multicloud.errors import MulticloudError
+from airflow_multicloud.stores.base import TransferConfig
+from airflow_multicloud.stores.cos import CosStore, make_client
+
+if TYPE_CHECKING:
+    from qcloud_cos import CosS3Client
+
+_STRING = {"type": ["string", "null"]}
+_SECRET = {"type": ["string", "null"], "format": "password"}
+
+# The provider-info ``connection-types`` entry (Airflow 3.3 declares connection forms as data, not hook methods).
+CONNECTION_TYPE: dict[str, Any] = {
+    "connection-type": "cos",
+    "hook-class-name": "airflow_multicloud.hooks.cos.CosHook",
+    "hook-name": "Tencent Cloud COS",
+    "ui-field-behaviour": {
+        "hidden-fields": ["schema", "port", "host"],
+        "relabeling": {"login": "SecretId", "password": "SecretKey"},
+        "placeholders": {"login": "AKID...", "password": "your SecretKey"},
+    },
+    "conn-fields": {
+        "region": {"label": "Region", "description": "e.g. ap-guangzhou", "schema": _STRING},
+        "token": {"label": "Session token", "description": "temporary credentials only", "schema": _SECRET},
+        "scheme": {"label": "Scheme", "description": "https (default) or http", "schema": _STRING},
+        "endpoint": {
+            "label": "Endpoint override",
+            "description": "send requests to this address (private endpoint, proxy, local test server)",
+            "schema": _STRING,
+        },
+    },
+}
+
+
+class CosConnectionError(MulticloudError, ValueError):
+    """The Airflow connection lacks a field COS needs, or has an invalid one."""
+
+
+class CosHook(BaseHook):
+    """Tencent Cloud COS through cos-python-sdk-v5.
+
+    Connection: login = SecretId, password = SecretKey; extra: ``region`` (required), ``token`` (temporary
+    credentials), ``scheme`` (``https`` by default), ``endpoint`` (send every request to this address, e.g. a
+    private endpoint or ``http://127.0.0.1:9000``, keeping the bucket's virtual-host name).
+
+    :param cos_conn_id: the Airflow connection id.
+    :param retries: how often the SDK retries a 5xx or a connection error.
+    """
+
+    conn_name_attr = "cos_conn_id"
+    default_conn_name = "cos_default"
+    conn_type = "cos"
+    hook_name = "Tencent Cloud COS"
+
+    def __init__(self, cos_conn_id: str = default_conn_name, *, retries: int = 3) -> None:
+        super().__init__()
+        self.cos_conn_id = cos_conn_id
+        self.retries = retries
+
+    def _settings(self) -> dict[str, Any]:
+        conn = self.get_connection(self.cos_conn_id)
+        extra = conn.extra_dejson or {}
+
+        def field(name: str) -> str | None:
+            value = extra.get(name, extra.get(f"extra__cos__{name}"))
+            return str(value).strip() if value not in (None, "") else None
+
+        cid = self.cos_conn_id
+        if not conn.login:
+            raise CosConnectionError(f"Airflow connection {cid!r} has no login: set it to the COS SecretId")
+        if not conn.password:
+            raise CosConnectionError(f"Airflow connection {cid!r} has no password: set it to the COS SecretKey")
+        region = field("region")
+        if not region:
+            raise CosConnectionError(
+                f'Airflow connection {cid!r} has no region: add "region" (e.g. "ap-guangzhou") to its extra'
+            )
+        scheme = (field("scheme") or "https").lower()
+        if scheme not in ("http", "https"):
+            raise CosConnectionError(
+                f'Airflow connection {cid!r}: extra "scheme" must be http or https, not {scheme!r}'
+            )
+        return {
+            "secret_id": conn.login,
+            "secret_key": conn.password,
+            "region": region,
+            "token": field("token"),
+            "scheme": scheme,
+            "endpoint": field("endpoint"),
+        }
+
+    def get_conn(self) -> CosS3Client:
+        """The bare SDK client, for what the store does not cover."""
+        return make_client(**self._settings(), retries=self.retries)
+
+    def get_store(self, bucket: str, transfer: TransferConfig | None = None) -> CosStore:
+        """A store for ``bucket`` (``name-APPID``) whose errors name this connection."""
+        return CosStore.from_settings(
+            bucket, **self._settings(), label=self.cos_conn_id, transfer=transfer, retries=self.retries
+        )
