@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from airflow_multicloud.errors import MulticloudError
 from airflow_multicloud.replication.model import Location
 from airflow_multicloud.stores.base import ObjectStore, TransferConfig
 from airflow_multicloud.uri import parse_uri
@@ -11,9 +12,33 @@ from airflow_multicloud.uri import parse_uri
 DEFAULT_CONN_IDS = {"s3": "aws_default", "cos": "cos_default", "oss": "oss_default", "file": ""}
 
 
+class MissingConnectionError(MulticloudError, ValueError):
+    """The Airflow connection named for a dataset does not exist."""
+
+
+def require_connection(conn_id: str, scheme: str) -> None:
+    """Fail early, naming the connection and how to define it, instead of falling back to other credentials."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.sdk import BaseHook
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise MissingConnectionError(
+            f"Airflow connection {conn_id!r} (for {scheme}://) is not defined: create it under Admin > Connections, "
+            f"or set the environment variable AIRFLOW_CONN_{conn_id.upper()}"
+        ) from None
+
+
 def open_store(scheme: str, bucket: str, conn_id: str | None, transfer: TransferConfig | None = None) -> ObjectStore:
-    """A store for one bucket, with credentials from the Airflow connection ``conn_id`` (scheme default if None)."""
+    """A store for one bucket, with credentials from the Airflow connection ``conn_id`` (scheme default if None).
+
+    ``aws_default`` alone may be absent: then boto3 finds credentials the usual way (instance role, environment),
+    as the amazon provider does.
+    """
     conn = conn_id or DEFAULT_CONN_IDS[scheme]
+    if scheme != "file" and not (scheme == "s3" and conn == "aws_default"):
+        require_connection(conn, scheme)
     if scheme == "s3":
         from airflow_multicloud.hooks.s3 import s3_store_from_connection
 

@@ -97,6 +97,7 @@ class CosStore(ObjectStore):
     """
 
     scheme = "cos"
+    native_crc64 = True  # x-cos-hash-crc64ecma on HEAD, combined over parts
 
     def __init__(
         self,

@@ -39,7 +39,7 @@ def services() -> Iterator[dict[str, LocalService]]:
     """Every local service, started lazily on first use and stopped at the end of the session."""
     started: dict[str, Any] = {}
 
-    class Lazy(dict):  # type: ignore[type-arg]
+    class Lazy(dict[str, Any]):
         def __missing__(self, name: str) -> Any:
             started[name] = start_service(name)
             self[name] = started[name]

@@ -1,0 +1,351 @@
+"""Amazon S3 (and S3-compatible endpoints) through boto3."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+
+from airflow_multicloud.errors import (
+    AccessDeniedError,
+    BucketNotFoundError,
+    IntegrityError,
+    ObjectNotFoundError,
+    StoreError,
+    TransientStoreError,
+)
+from airflow_multicloud.stores.base import (
+    MiB,
+    ObjectInfo,
+    ObjectStore,
+    PartInfo,
+    TransferConfig,
+    UploadInfo,
+    md5_b64,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+else:
+    S3Client = Any
+
+GiB = 1024 * MiB
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_DENIED = {
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "AccessDenied",
+    "403",
+    "Forbidden",
+    "InvalidToken",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "AuthorizationHeaderMalformed",
+}
+_TRANSIENT = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestLimitExceeded",
+    "503",
+    "500",
+}
+_INTEGRITY = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}
+
+
+def make_client(
+    access_key_id: str | None,
+    secret_access_key: str | None,
+    session_token: str | None,
+    region: str | None,
+    endpoint_url: str | None,
+    max_pool_connections: int = 16,
+) -> S3Client:
+    """A boto3 S3 client; path-style addressing for custom endpoints (IPs and most S3-compatible servers)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        region_name=region,
+        signature_version="s3v4",
+        s3={"addressing_style": "path" if endpoint_url else "auto"},
+        retries={"max_attempts": 3, "mode": "standard"},
+        max_pool_connections=max_pool_connections,
+        # Content-MD5 already protects every PUT; a CRC32 on top would be a second pass over each part.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    session = boto3.session.Session(
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        aws_session_token=session_token,
+        region_name=region,
+    )
+    return session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+class S3Store(ObjectStore):
+    """One S3 bucket.
+
+    :param client: a boto3 S3 client (e.g. from ``S3Hook(aws_conn_id=...).get_conn()``).
+    """
+
+    scheme = "s3"
+    #: objects above this size are copied with UploadPartCopy (S3's CopyObject limit is 5 GiB).
+    copy_threshold: ClassVar[int] = 5 * GiB
+
+    def __init__(
+        self, client: S3Client, bucket: str, *, label: str = "", transfer: TransferConfig | None = None
+    ) -> None:
+        super().__init__(bucket, label=label, transfer=transfer)
+        self.client = client
+
+    @classmethod
+    def from_settings(
+        cls,
+        bucket: str,
+        *,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        label: str = "",
+        transfer: TransferConfig | None = None,
+    ) -> S3Store:
+        pool = max(16, 2 * (transfer or TransferConfig()).max_concurrency)
+        client = make_client(access_key_id, secret_access_key, session_token, region, endpoint_url, pool)
+        return cls(client, bucket, label=label, transfer=transfer)
+
+    @property
+    def endpoint_id(self) -> str:
+        return f"s3+{self.client.meta.endpoint_url}"
+
+    # ---- errors --------------------------------------------------------------------------------------
+    def _raise(self, exc: Exception, key: str | None, action: str) -> NoReturn:
+        """Turn a botocore error into one of ours; messages name the URI and the label, never a secret."""
+        from botocore.exceptions import ClientError, FlexibleChecksumError, NoCredentialsError
+
+        where = self.uri(key) if key is not None else self.uri()
+        if isinstance(exc, NoCredentialsError):
+            raise AccessDeniedError(f"{action} {where}: connection {self.label!r} has no AWS credentials") from exc
+        if isinstance(exc, FlexibleChecksumError):
+            raise IntegrityError(f"{action} {where}: the SDK's checksum of the response does not match S3's") from exc
+        if not isinstance(exc, ClientError):
+            raise TransientStoreError(f"{action} {where}: connection problem with S3 ({type(exc).__name__})") from exc
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code == "NoSuchBucket":
+            raise BucketNotFoundError(
+                f"{action} {where}: bucket {self.bucket!r} does not exist (connection {self.label!r})"
+            ) from exc
+        if code in _NOT_FOUND and key is None:
+            raise BucketNotFoundError(
+                f"{action} {where}: bucket {self.bucket!r} does not exist (connection {self.label!r})"
+            ) from exc
+        if code in _NOT_FOUND:
+            raise ObjectNotFoundError(f"{action} {where}: no such object") from exc
+        if code == "NoSuchUpload":
+            raise ObjectNotFoundError(f"{action} {where}: the multipart upload does not exist (any more)") from exc
+        if code in _DENIED or status == 403:
+            raise AccessDeniedError(
+                f"{action} {where}: S3 rejected the credentials of connection {self.label!r} ({code}: the request "
+                "signature was rejected or access is denied); check its access key id and secret"
+            ) from exc
+        if code in _INTEGRITY:
+            raise IntegrityError(
+                f"{action} {where}: S3 says the bytes it received differ from those sent ({code})"
+            ) from exc
+        if code in _TRANSIENT or status >= 500 or status == 429:
+            raise TransientStoreError(f"{action} {where}: S3 answered {status} {code}, worth retrying") from exc
+        raise StoreError(f"{action} {where}: S3 answered {status} {code}: {err.get('Message', '')}") from exc
+
+    @contextlib.contextmanager
+    def _errors(self, key: str | None, action: str) -> Iterator[None]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except (ClientError, BotoCoreError) as exc:
+            self._raise(exc, key, action)
+
+    def _bucket_exists(self) -> bool:
+        """False only when S3 says the bucket is missing; any other answer leaves the original error standing."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            return exc.response.get("Error", {}).get("Code") not in (_NOT_FOUND | {"NoSuchBucket"})
+        except Exception:
+            return True
+        return True
+
+    # ---- reading ---------------------------------------------------------------------------------
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        with self._errors(None, "list"):
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(obj["Key"], obj["Size"], obj.get("ETag"), obj.get("LastModified"))
+
+    def head(self, key: str) -> ObjectInfo:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            resp = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            # HEAD errors have no body: a 404 may mean no bucket as well as no object.
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND and not self._bucket_exists():
+                self._raise(exc, None, "HEAD")
+            self._raise(exc, key, "HEAD")
+        except BotoCoreError as exc:
+            self._raise(exc, key, "HEAD")
+        meta = {k.lower(): v for k, v in resp.get("Metadata", {}).items()}
+        return ObjectInfo(key, resp["ContentLength"], resp.get("ETag"), resp.get("LastModified"), None, meta)
+
+    def read(self, key: str, start: int = 0, end: int | None = None, chunk_size: int = MiB) -> Iterator[bytes]:
+        if end is not None and end <= start:
+            return
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if start > 0 or end is not None:
+            kwargs["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        with self._errors(key, "GET"):
+            body = self.client.get_object(**kwargs)["Body"]
+            try:
+                yield from body.iter_chunks(chunk_size)
+            finally:
+                body.close()
+
+    # ---- changing --------------------------------------------------------------------------------
+    def copy(self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
+        return self._copy(self.bucket, src_key, dst_key, metadata)
+
+    def copy_from(
+        self, src: ObjectStore, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None
+    ) -> ObjectInfo:
+        if isinstance(src, S3Store) and src.endpoint_id == self.endpoint_id:
+            return self._copy(src.bucket, src_key, dst_key, metadata)
+        return super().copy_from(src, src_key, dst_key, metadata=metadata)
+
+    def _copy(self, src_bucket: str, src_key: str, dst_key: str, metadata: Mapping[str, str] | None) -> ObjectInfo:
+        source = {"Bucket": src_bucket, "Key": src_key}
+        src_uri = f"s3://{src_bucket}/{src_key}"
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            src_head = self.client.head_object(**source)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in _NOT_FOUND:
+                raise ObjectNotFoundError(f"copy {src_uri} to {self.uri(dst_key)}: no such source object") from exc
+            self._raise(exc, dst_key, f"copy {src_uri} to")
+        except BotoCoreError as exc:
+            self._raise(exc, dst_key, f"copy {src_uri} to")
+        size = int(src_head["ContentLength"])
+        new_meta = dict(src_head.get("Metadata", {}) if metadata is None else metadata)
+        extra: dict[str, Any] = {}
+        if src_head.get("ContentType"):
+            extra["ContentType"] = src_head["ContentType"]
+        with self._errors(dst_key, f"copy {src_uri} to"):
+            if size > self.copy_threshold:
+                etag = self._multipart_copy(source, dst_key, size, new_meta, extra)
+                last_modified = None
+            else:
+                if metadata is None:
+                    extra = {"MetadataDirective": "COPY"}
+                else:
+                    extra.update(MetadataDirective="REPLACE", Metadata=new_meta)
+                resp = self.client.copy_object(Bucket=self.bucket, Key=dst_key, CopySource=source, **extra)
+                result = resp.get("CopyObjectResult", {})
+                etag, last_modified = result.get("ETag", ""), result.get("LastModified")
+        return ObjectInfo(dst_key, size, etag, last_modified, None, {k.lower(): v for k, v in new_meta.items()})
+
+    def _multipart_copy(
+        self, source: dict[str, str], dst_key: str, size: int, metadata: dict[str, str], extra: dict[str, Any]
+    ) -> str:
+        # S3 allows 10,000 parts of at most 5 GiB each.
+        part_size = min(max(self.transfer.part_size, -(-size // 10_000)), 5 * GiB)
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=dst_key, Metadata=metadata, **extra)[
+            "UploadId"
+        ]
+        try:
+            parts = []
+            for number, offset in enumerate(range(0, size, part_size), start=1):
+                last = min(offset + part_size, size) - 1
+                resp = self.client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=dst_key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceRange=f"bytes={offset}-{last}",
+                )
+                parts.append({"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]})
+            done = self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=dst_key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            self._abort_quietly(dst_key, upload_id)
+            raise
+        return str(done.get("ETag", ""))
+
+    def delete(self, key: str) -> None:
+        with self._errors(key, "DELETE"):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    # ---- multipart primitives ----------------------------------------------------------------------
+    def put_object(self, key: str, data: bytes, *, metadata: Mapping[str, str], content_type: str | None = None) -> str:
+        extra = {"ContentType": content_type} if content_type else {}
+        with self._errors(key, "PUT"):
+            resp = self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentMD5=md5_b64(data), Metadata=dict(metadata), **extra
+            )
+        return str(resp["ETag"])
+
+    def create_multipart(self, key: str, *, metadata: Mapping[str, str], content_type: str | None = None) -> str:
+        extra = {"ContentType": content_type} if content_type else {}
+        with self._errors(key, "start multipart upload of"):
+            resp = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=dict(metadata), **extra)
+        return str(resp["UploadId"])
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        with self._errors(key, f"upload part {number} of"):
+            resp = self.client.upload_part(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data, ContentMD5=md5_b64(data)
+            )
+        return str(resp["ETag"])
+
+    def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
+        pages = self.client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        with self._errors(key, "list parts of"):
+            parts = [PartInfo(p["PartNumber"], p["Size"], p["ETag"]) for page in pages for p in page.get("Parts", [])]
+        return sorted(parts, key=lambda p: p.number)
+
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[PartInfo]) -> str:
+        body = {"Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]}
+        with self._errors(key, "complete multipart upload of"):
+            resp = self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload=body
+            )
+        return str(resp.get("ETag", ""))
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            with self._errors(key, "abort multipart upload of"):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ObjectNotFoundError:  # already gone: the goal of an abort
+            pass
+
+    def list_multipart_uploads(self, prefix: str = "") -> Iterator[UploadInfo]:
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix)
+        with self._errors(None, "list multipart uploads in"):
+            for page in pages:
+                for up in page.get("Uploads", []):
+                    yield UploadInfo(up["Key"], up["UploadId"], up.get("Initiated"))
