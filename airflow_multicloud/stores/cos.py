@@ -14,6 +14,7 @@ from requests.adapters import HTTPAdapter
 from airflow_multicloud.errors import (
     AccessDeniedError,
     BucketNotFoundError,
+    IntegrityError,
     InvalidKeyError,
     ObjectNotFoundError,
     StoreError,
@@ -171,6 +172,8 @@ class CosStore(ObjectStore):
                 )
             if code in _TRANSIENT or status >= 500 or status == 429:
                 return TransientStoreError(f"COS answered {code} (HTTP {status}) for {where}; retry later")
+            if code in ("BadDigest", "InvalidDigest"):
+                return IntegrityError(f"COS received bytes for {where} that differ from those sent ({code})")
             return StoreError(f"COS answered {code} (HTTP {status}) for {where}: {exc.get_error_msg()}")
         if isinstance(exc, CosClientError):
             return TransientStoreError(f"could not reach COS for {where} (connection {self.label}): {exc}")
