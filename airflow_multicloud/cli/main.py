@@ -40,16 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _destination_conns(args: argparse.Namespace) -> list[str | None]:
-    n = len(args.destinations)
-    conns: list[str | None] = list(args.dst_conn)
-    if len(conns) not in (0, 1, n):
-        raise ValueError(f"--dst-conn given {len(conns)} times for {n} destinations: give it once, or once for each")
-    return [None] * n if not conns else (conns * n if len(conns) == 1 else list(conns))
-
-
 def cmd_replicate(args: argparse.Namespace) -> int:
-    from airflow_multicloud.hooks.factory import open_location
+    from airflow_multicloud.hooks.factory import open_location, pair_connections
     from airflow_multicloud.replication.engine import ReplicationError, replicate
 
     opt.apply_inline_connections(args.conn)
@@ -58,7 +50,7 @@ def cmd_replicate(args: argparse.Namespace) -> int:
     source = open_location(args.source, args.src_conn, transfer=transfer)
     dests = [
         open_location(uri, conn, transfer=transfer, create=True)
-        for uri, conn in zip(args.destinations, _destination_conns(args), strict=True)
+        for uri, conn in zip(args.destinations, pair_connections(args.destinations, args.dst_conn), strict=True)
     ]
     try:
         summary = replicate(source, dests, options)

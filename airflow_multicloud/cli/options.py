@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from airflow_multicloud.replication.copy import CopyOptions
 from airflow_multicloud.replication.engine import ReplicationOptions
+from airflow_multicloud.replication.model import Mode, Overwrite, parse_choice
 from airflow_multicloud.replication.plan import Filters
 from airflow_multicloud.replication.stream import BandwidthLimiter
 from airflow_multicloud.stores.base import MiB, TransferConfig
@@ -91,8 +92,8 @@ def transfer_config(args: argparse.Namespace) -> TransferConfig:
 
 def replication_options(args: argparse.Namespace) -> ReplicationOptions:
     return ReplicationOptions(
-        mode=args.mode,
-        overwrite=args.overwrite,
+        mode=parse_choice(Mode, args.mode, "mode"),
+        overwrite=parse_choice(Overwrite, args.overwrite, "overwrite"),
         filters=Filters(args.include, tuple(args.exclude), args.min_age, args.max_age),
         max_delete=args.max_delete,
         workers=args.workers,

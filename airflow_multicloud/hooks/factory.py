@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from airflow_multicloud.errors import MulticloudError
 from airflow_multicloud.replication.model import Location
@@ -67,3 +68,15 @@ def open_location(
             os.makedirs(root, exist_ok=True)
         return Location(open_store("file", root, None, transfer), "")
     return Location(open_store(parsed.scheme, parsed.bucket, conn_id, transfer), parsed.prefix)
+
+
+def pair_connections(destinations: Sequence[str], conn_ids: Sequence[str]) -> list[str | None]:
+    """One connection id per destination from none (scheme defaults), one (for all) or one each."""
+    n = len(destinations)
+    if len(conn_ids) not in (0, 1, n):
+        raise ValueError(
+            f"{len(conn_ids)} destination connection ids for {n} destinations: give one for all, or one for each"
+        )
+    if not conn_ids:
+        return [None] * n
+    return [conn_ids[0]] * n if len(conn_ids) == 1 else list(conn_ids)

@@ -1,0 +1,1 @@
+"""Lineage: Assets for dataset URIs, OpenLineage datasets, hook-level lineage."""

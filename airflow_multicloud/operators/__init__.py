@@ -1,0 +1,1 @@
+"""Airflow operators: thin over the engine and the validation step."""
