@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from threading import Semaphore
 
-from airflow_multicloud.errors import MulticloudError
+from airflow_multicloud.errors import MulticloudError, StoreError
 from airflow_multicloud.replication.copy import CopyOptions, copy_object
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, manifest_record, write_manifest
 from airflow_multicloud.replication.model import (
@@ -220,9 +220,13 @@ def replicate(
             "shard": shard,
             "mode": options.mode.value,
         }
-        summary.manifests.append(
-            write_manifest(dest, run_id, header, (manifest_record(e.obj, r) for e, r in rows), options.manifest_dir)
-        )
+        try:
+            summary.manifests.append(
+                write_manifest(dest, run_id, header, (manifest_record(e.obj, r) for e, r in rows), options.manifest_dir)
+            )
+        except StoreError as exc:
+            summary.failed += 1
+            summary.failed_keys.append(f"manifest for {dest.uri} ({exc})")
     if options.mode is Mode.MIRROR:
         summary.deleted = _mirror_deletes(destinations, plan, options, summary)
     summary.duration_s = round(time.monotonic() - started, 3)

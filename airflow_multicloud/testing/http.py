@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -312,6 +313,13 @@ class LocalObjectServer(ThreadingHTTPServer):
         self.requests: list[RequestRecord] = []
         self._log_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # clients drop idle keep-alive connections with a reset: not a server error worth a traceback
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            log.debug("connection from %s dropped", client_address)
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
     @property
     def port(self) -> int:

@@ -28,8 +28,22 @@ def _replicate(services: dict[str, Any], src: str, dst: str, bandwidth: str | No
     env = dict(os.environ)
     for name, conn_id in (("cos", "cos_default"), ("oss", "oss_default")):
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(services[name].connection(conn_id))
-    cmd = [sys.executable, "-m", "airflow_multicloud.cli.main", "replicate", src, dst, "--threshold", "8MiB",
-           "--part-size", "8MiB", "--part-concurrency", "2", "--progress-interval", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "airflow_multicloud.cli.main",
+        "replicate",
+        src,
+        dst,
+        "--threshold",
+        "8MiB",
+        "--part-size",
+        "8MiB",
+        "--part-concurrency",
+        "2",
+        "--progress-interval",
+        "0",
+    ]
     if bandwidth:
         cmd += ["--bandwidth", bandwidth]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

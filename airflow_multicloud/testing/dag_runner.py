@@ -1,0 +1,70 @@
+"""Run one DAG through ``dag.test()`` in a fresh process and print its outcome as JSON (last line of stdout).
+
+``python -m airflow_multicloud.testing.dag_runner DAG_FILE DAG_ID [--logical-date ISO] [--conf JSON]``
+
+For tests and for users checking their DAGs offline: the caller sets AIRFLOW_HOME (with a migrated metadata
+DB), AIRFLOW__CORE__DAGS_FOLDER (which must contain DAG_FILE) and the AIRFLOW_CONN_* variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+from datetime import datetime
+from typing import Any
+
+
+def _outcome(dag_id: str, dr: Any) -> dict[str, Any]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        tis = {
+            ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state)
+            for ti in dr.get_task_instances(session=session)
+        }
+        xcoms = {
+            x.task_id + (f"[{x.map_index}]" if x.map_index >= 0 else ""): x.value
+            for x in session.scalars(
+                select(XComModel).where(
+                    XComModel.dag_id == dag_id, XComModel.run_id == dr.run_id, XComModel.key == "return_value"
+                )
+            )
+        }
+        events = [
+            {"uri": uri, "extra": ev.extra}
+            for ev, uri in session.execute(
+                select(AssetEvent, AssetModel.uri)
+                .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+                .where(AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == dr.run_id)
+            )
+        ]
+    return {"run_id": dr.run_id, "state": str(dr.state), "tasks": tis, "xcom": xcoms, "asset_events": events}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("dag_file")
+    p.add_argument("dag_id")
+    p.add_argument("--logical-date")
+    p.add_argument("--conf", default="{}")
+    args = p.parse_args(argv)
+    namespace = runpy.run_path(args.dag_file)
+    from airflow.sdk import DAG
+
+    dags = [v for v in namespace.values() if isinstance(v, DAG) and v.dag_id == args.dag_id]
+    if not dags:
+        print(f"no DAG {args.dag_id!r} in {args.dag_file}", file=sys.stderr)
+        return 2
+    logical = datetime.fromisoformat(args.logical_date) if args.logical_date else None
+    dr = dags[0].test(logical_date=logical, run_conf=json.loads(args.conf))
+    print(json.dumps(_outcome(args.dag_id, dr), default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
