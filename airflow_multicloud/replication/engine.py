@@ -201,18 +201,7 @@ def replicate(
     by_dest = _results_by_dest(plan.entries, copied, plan, len(destinations))
     for d, dest in enumerate(destinations):
         rows = by_dest[d]
-        for entry, r in rows:
-            if r.status == "copied":
-                summary.copied += 1
-                summary.copied_bytes += r.size
-            elif r.status == "skipped":
-                summary.skipped += 1
-            elif r.status == "conflict":
-                summary.conflicts += 1
-                summary.conflict_keys.append(dest.store.uri(dest.key(entry.obj.rel)))
-            else:
-                summary.failed += 1
-                summary.failed_keys.append(f"{dest.store.uri(dest.key(entry.obj.rel))} ({r.error})")
+        _tally(summary, dest, rows)
         header = {
             "source": source.uri,
             "destination": dest.uri,
@@ -237,6 +226,26 @@ def replicate(
         shown = "\n  ".join(summary.failed_keys[:20])
         raise ReplicationError(f"{summary.failed} object copies failed:\n  {shown}", summary)
     return summary
+
+
+def _tally(summary: RunSummary, dest: Location, rows: Sequence[tuple[PlanEntry, ObjectResult]]) -> None:
+    counts = {status: sum(1 for _, r in rows if r.status == status) for status in ("copied", "skipped", "failed")}
+    counts["conflicts"] = sum(1 for _, r in rows if r.status == "conflict")
+    counts["copied_bytes"] = sum(r.size for _, r in rows if r.status == "copied")
+    summary.per_destination.append({"destination": dest.uri, **counts})
+    for entry, r in rows:
+        uri = dest.store.uri(dest.key(entry.obj.rel))
+        if r.status == "copied":
+            summary.copied += 1
+            summary.copied_bytes += r.size
+        elif r.status == "skipped":
+            summary.skipped += 1
+        elif r.status == "conflict":
+            summary.conflicts += 1
+            summary.conflict_keys.append(uri)
+        else:
+            summary.failed += 1
+            summary.failed_keys.append(f"{uri} ({r.error})")
 
 
 def _mirror_deletes(

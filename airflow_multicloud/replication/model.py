@@ -134,6 +134,7 @@ class RunSummary:
     failed_keys: list[str] = field(default_factory=list)
     conflict_keys: list[str] = field(default_factory=list)
     manifests: list[str] = field(default_factory=list)
+    per_destination: list[dict[str, Any]] = field(default_factory=list)  # copied/skipped/... for each destination
     dry_run: bool = False
 
     def to_json(self) -> dict[str, Any]:

@@ -51,8 +51,11 @@ def test_copy_to_two_destinations_then_rerun_copies_nothing(dirs: tuple[Path, Pa
         assert len(manifests) == 1
         lines = [json.loads(x) for x in manifests[0].read_text().splitlines()]
         assert lines[0]["type"] == "header" and lines[0]["complete"] is True
-        assert {r["key"]: r["status"] for r in lines[1:]} == {"a.csv": "copied", "sub/b.json": "copied",
-                                                             "big.bin": "copied"}
+        assert {r["key"]: r["status"] for r in lines[1:]} == {
+            "a.csv": "copied",
+            "sub/b.json": "copied",
+            "big.bin": "copied",
+        }
         assert all(r["crc64"] and r["verified_by"] for r in lines[1:])
 
     again = replicate(loc(src), [loc(d1), loc(d2)], opts)
@@ -86,8 +89,11 @@ def test_mirror_respects_max_delete(dirs: tuple[Path, Path, Path]) -> None:
 
 def test_filters_and_dry_run(dirs: tuple[Path, Path, Path]) -> None:
     src, d1, _ = dirs
-    s = replicate(loc(src), [loc(d1)], ReplicationOptions(filters=Filters(include=["*.csv", "sub/*"]),
-                                                          dry_run=True, progress_interval=0))
+    s = replicate(
+        loc(src),
+        [loc(d1)],
+        ReplicationOptions(filters=Filters(include=["*.csv", "sub/*"]), dry_run=True, progress_interval=0),
+    )
     assert s.dry_run and s.copied == 2
     assert not any(d1.iterdir())
 

@@ -1,0 +1,255 @@
+"""ValidateReplicaOperator: prove that each replica still holds the source's data, and say so in the task log,
+next to the replica (JSON and HTML reports), in XCom, in the asset event and in OpenLineage."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_multicloud.errors import MulticloudError
+from airflow_multicloud.lineage.datasets import dataset_asset, openlineage_dataset
+from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
+from airflow_multicloud.validation.compare import LEVELS
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_multicloud.replication.model import Location
+    from airflow_multicloud.validation.report import ValidationReport
+
+DEFAULT_REPORT_DIR = "_multicloud/reports/"
+
+
+class ReplicaMismatchError(MulticloudError):
+    """A replica differs from its source (or could not be verified); the message lists the first differences."""
+
+
+def _as_list(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+class ValidateReplicaOperator(BaseOperator):
+    """Compare a dataset with its replicas and fail on any difference.
+
+    ``quick`` reads no object data (listings, the replicas' manifests, HEADs where needed); ``full`` re-reads
+    both sides and recomputes CRC64. Optionally counts rows per file on both sides and runs Great Expectations
+    on each replica (the default suite: the source's row count, columns and types; plus ``expectations``).
+    The JSON and HTML reports go to ``<replica>/<report_dir>`` (next to the manifests), the summary to XCom.
+
+    :param source: dataset URI (templated).
+    :param replicas: one URI or a list (templated).
+    :param source_conn_id: connection for the source (default: the scheme's ``*_default``).
+    :param replica_conn_ids: one connection id for every replica, or one per replica (None: the scheme default).
+    :param level: ``quick`` or ``full``.
+    :param count_rows: count rows of each data file on both sides.
+    :param expectations: run expectations: glob on the relative key -> declared expectations
+        (``{"expectation": "expect_...", "kwargs": {...}}``); ``{}`` runs the default suite only. None: no GX.
+    :param sample: run declared expectations on a sample of this many rows per file (default: every row).
+    :param formats: glob -> format (``csv``, ``jsonl.gz``, ``parquet``...) where extensions do not tell.
+    :param allow_unverified: objects with no comparable checksum do not fail the task.
+    :param report_dir: folder under each replica's prefix for the reports.
+    :param replication: the summary a ReplicateDatasetOperator returned (e.g. ``replicate.output``): its copy
+        counts and manifest locations join this task's asset events, so each replica gets one event per run that
+        carries both the copy and its validation.
+    """
+
+    template_fields: Sequence[str] = ("source", "replicas", "source_conn_id", "replica_conn_ids", "replication")
+    ui_color = "#eafaf1"
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        replicas: str | Sequence[str],
+        source_conn_id: str | None = None,
+        replica_conn_ids: str | Sequence[str | None] | None = None,
+        level: str = "quick",
+        count_rows: bool = False,
+        expectations: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        sample: int | None = None,
+        formats: Mapping[str, str] | None = None,
+        allow_unverified: bool = False,
+        workers: int = 8,
+        manifest_dir: str = DEFAULT_MANIFEST_DIR,
+        report_dir: str = DEFAULT_REPORT_DIR,
+        replication: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        reps = _as_list(replicas)
+        kwargs.setdefault("inlets", [dataset_asset(source)])
+        kwargs.setdefault("outlets", [dataset_asset(r) for r in reps])
+        super().__init__(**kwargs)
+        # checked here so a typo fails when the DAG is parsed, not when the task runs
+        if level not in LEVELS:
+            raise ValueError(f"level={level!r} is not supported: use 'quick' or 'full'")
+        if sample is not None and sample < 1:
+            raise ValueError(f"sample={sample} must be a positive number of rows")
+        if not report_dir.endswith("/") or report_dir.startswith("/"):
+            raise ValueError(f"report_dir={report_dir!r} must be a relative folder ending in '/'")
+        self.source = source
+        self.replicas = reps
+        self.source_conn_id = source_conn_id
+        self.replica_conn_ids = replica_conn_ids
+        self.level = level
+        self.count_rows = count_rows
+        self.expectations = dict(expectations) if expectations is not None else None
+        self.sample = sample
+        self.formats = dict(formats) if formats else None
+        self.allow_unverified = allow_unverified
+        self.workers = workers
+        self.manifest_dir = manifest_dir
+        self.report_dir = report_dir
+        self.replication = replication
+        self._report: ValidationReport | None = None
+
+    def _locations(self) -> tuple[Location, list[Location]]:
+        from airflow_multicloud.hooks.factory import open_location
+
+        reps = _as_list(self.replicas)
+        ids = self.replica_conn_ids
+        given: list[str | None] = [ids] if isinstance(ids, str) else list(ids or [])
+        if len(given) not in (0, 1, len(reps)):
+            raise ValueError(f"{len(given)} replica connection ids for {len(reps)} replicas: give one, or one each")
+        # None (or no list) means the scheme's default connection for that replica
+        conns = given * len(reps) if len(given) == 1 else given or [None] * len(reps)
+        return open_location(self.source, self.source_conn_id), [
+            open_location(r, c) for r, c in zip(reps, conns, strict=True)
+        ]
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_multicloud.validation.compare import compare_replicas
+
+        source, replicas = self._locations()
+        report = compare_replicas(
+            source,
+            replicas,
+            level=self.level,
+            workers=self.workers,
+            count_rows=self.count_rows,
+            formats=self.formats,
+            expectations=self.expectations,
+            sample=self.sample,
+            allow_unverified=self.allow_unverified,
+            manifest_dir=self.manifest_dir,
+        )
+        self._report = report
+        self.log.info("%s", report.table())
+        run = f"{context['dag'].dag_id}.{context['run_id']}.{self.task_id}"
+        self._write_reports(report, replicas, run)
+        self._record_asset_events(context, report)
+        if not report.ok:
+            shown = "\n  ".join(report.first_differences(20))
+            total = sum(sum(r.difference_counts.values()) for r in report.replicas)
+            raise ReplicaMismatchError(
+                f"{total} difference(s) between {report.source} and its replicas (reports: "
+                f"{', '.join(u for r in report.replicas for u in r.reports)}); first ones:\n  {shown}"
+            )
+        return report.to_json(files=False, max_differences=50)
+
+    def _write_reports(self, report: ValidationReport, replicas: list[Location], run: str) -> None:
+        """The whole report next to each replica: whoever looks at one replica sees how all compared."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run)[:80]
+        for loc, rep in zip(replicas, report.replicas, strict=True):
+            base = f"{loc.prefix}{self.report_dir}{stamp}-{safe_run}"
+            rep.reports = [loc.store.uri(base + ".json"), loc.store.uri(base + ".html")]
+        for loc in replicas:
+            base = f"{loc.prefix}{self.report_dir}{stamp}-{safe_run}"
+            loc.store.write(base + ".json", [report.dumps().encode()], content_type="application/json")
+            loc.store.write(base + ".html", [report.to_html().encode()], content_type="text/html; charset=utf-8")
+            self.log.info("report: %s", loc.store.uri(base + ".html"))
+
+    def _record_asset_events(self, context: Context, report: ValidationReport) -> None:
+        copied = self.replication if isinstance(self.replication, dict) else {}
+        manifests = list(copied.get("manifests") or [])
+        for i, (asset, rep) in enumerate(zip(self.outlets, report.replicas, strict=False)):
+            replication = (
+                {
+                    **_destination_counts(copied, i),
+                    "manifest": manifests[i] if i < len(manifests) else None,
+                    "replication_run": copied.get("run_id"),
+                }
+                if copied
+                else {}
+            )
+            context["outlet_events"][asset].extra = {
+                **replication,
+                "source": report.source,
+                "replica": rep.uri,
+                "level": report.level,
+                "objects": rep.objects,
+                "bytes": rep.bytes,
+                "rows": rep.rows,
+                "checksum_status": rep.checksum_status,
+                "passed": rep.passed,
+                "failed": rep.failed,
+                "unverified": rep.unverified,
+                "expectations_passed": rep.expectations_passed,
+                "expectations_failed": rep.expectations_failed,
+                "ok": rep.ok(report.allow_unverified),
+                "report": rep.reports[0] if rep.reports else None,
+            }
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        return OperatorLineage(inputs=lineage_inputs(self.source, _as_list(self.replicas), self._report))
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        return self.get_openlineage_facets_on_complete(task_instance)
+
+
+def _destination_counts(summary: dict[str, Any], i: int) -> dict[str, Any]:
+    per = summary.get("per_destination") or []
+    if i >= len(per):
+        return {}
+    return {k: per[i].get(k) for k in ("copied", "skipped", "failed", "copied_bytes")}
+
+
+def lineage_inputs(source: str, replicas: list[str], report: ValidationReport | None) -> list[Any]:
+    """The source and every replica, each with data-quality metrics and the replica with its assertions."""
+    from airflow.providers.common.compat.openlineage.facet import InputDataset
+    from openlineage.client.generated.data_quality_assertions_dataset import (
+        Assertion,
+        DataQualityAssertionsDatasetFacet,
+    )
+    from openlineage.client.generated.data_quality_metrics_input_dataset import DataQualityMetricsInputDatasetFacet
+
+    def as_input(uri: str, input_facets: dict[str, Any], facets: dict[str, Any]) -> Any:
+        base = openlineage_dataset(uri)
+        return InputDataset(namespace=base.namespace, name=base.name, inputFacets=input_facets, facets=facets)
+
+    if report is None:
+        return [openlineage_dataset(source), *(openlineage_dataset(r) for r in replicas)]
+    src_metrics = DataQualityMetricsInputDatasetFacet(
+        columnMetrics={}, rowCount=report.rows, bytes=report.bytes, fileCount=report.objects
+    )
+    out = [as_input(source, {"dataQualityMetrics": src_metrics}, {})]
+    for uri, rep in zip(replicas, report.replicas, strict=False):
+        metrics = DataQualityMetricsInputDatasetFacet(
+            columnMetrics={}, rowCount=rep.rows, bytes=rep.bytes, fileCount=rep.objects
+        )
+        kinds = rep.difference_counts
+        assertions = [
+            Assertion(assertion="objects_match_source", success=not (kinds.get("missing") or kinds.get("extra"))),
+            Assertion(assertion="sizes_match_source", success=not kinds.get("size")),
+            Assertion(assertion="checksums_match_source", success=rep.checksum_status == "passed"),
+        ]
+        if report.row_counts:
+            rows_ok = not (kinds.get("rows") or kinds.get("unreadable"))
+            assertions.append(Assertion(assertion="row_counts_match_source", success=rows_ok))
+        if report.expectations_run:
+            assertions.append(Assertion(assertion="expectations", success=rep.expectations_failed == 0))
+        out.append(
+            as_input(
+                uri,
+                {"dataQualityMetrics": metrics},
+                {"dataQualityAssertions": DataQualityAssertionsDatasetFacet(assertions=assertions)},
+            )
+        )
+    return out
