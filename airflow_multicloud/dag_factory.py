@@ -181,7 +181,8 @@ def load_entries(path: str | Path) -> list[DatasetEntry]:
     return entries
 
 
-def build_dag(entry: DatasetEntry) -> Any:
+def build_dag(entry: DatasetEntry, fileloc: str | None = None) -> Any:
+    """The DAG for one entry; ``fileloc`` is the DAG file calling this (Airflow re-parses it, not this module)."""
     from airflow.sdk import DAG
     from airflow.timetables.interval import CronDataIntervalTimetable
 
@@ -227,6 +228,9 @@ def build_dag(entry: DatasetEntry) -> Any:
             include=entry.include,
             exclude=entry.exclude,
         )
+        if entry.validate is not None:
+            # the validate task then emits each replica's asset event: the copy and its proof together
+            copy.outlets = []
         wait >> copy
         if entry.validate is not None:
             check = ValidateReplicaOperator(
@@ -239,6 +243,9 @@ def build_dag(entry: DatasetEntry) -> Any:
                 count_rows=bool(entry.validate.get("rows", False)),
                 expectations=entry.validate.get("expectations"),
                 sample=entry.validate.get("sample"),
+                replication=copy.output,
             )
             copy >> check
+    if fileloc:
+        dag.fileloc = fileloc
     return dag

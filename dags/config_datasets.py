@@ -13,4 +13,4 @@ from airflow_multicloud.dag_factory import build_dag, load_entries
 CONFIG = Path(os.environ.get("MULTICLOUD_DATASETS_YAML", Path(__file__).with_name("datasets.yaml")))
 
 for _entry in load_entries(CONFIG):
-    globals()[f"replicate_{_entry.name}"] = build_dag(_entry)
+    globals()[f"replicate_{_entry.name}"] = build_dag(_entry, fileloc=__file__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_multicloud.stores.base import TransferConfig
+from airflow_multicloud.stores.base import CLIENT_POOL_SIZE, TransferConfig
 from airflow_multicloud.stores.s3 import S3Store
 
 
@@ -12,6 +12,13 @@ def s3_store_from_connection(conn_id: str, bucket: str, transfer: TransferConfig
     Errors name ``conn_id``, never its secret.
     """
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from botocore.config import Config
 
-    client = S3Hook(aws_conn_id=conn_id).get_conn()
+    config = Config(
+        max_pool_connections=CLIENT_POOL_SIZE,
+        # Content-MD5 already protects every PUT; a CRC32 on top would be a second pass over each part
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    client = S3Hook(aws_conn_id=conn_id, config=config).get_conn()
     return S3Store(client, bucket, label=conn_id, transfer=transfer)

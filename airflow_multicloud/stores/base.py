@@ -25,6 +25,8 @@ from airflow_multicloud.errors import IntegrityError, StoreError
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+#: HTTP connections a store's client keeps: a run has up to 16 objects x 4 parts in flight against one store
+CLIENT_POOL_SIZE = 64
 
 
 @dataclass(frozen=True)

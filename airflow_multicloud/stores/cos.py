@@ -20,7 +20,16 @@ from airflow_multicloud.errors import (
     StoreError,
     TransientStoreError,
 )
-from airflow_multicloud.stores.base import MiB, ObjectInfo, ObjectStore, PartInfo, TransferConfig, UploadInfo, md5_b64
+from airflow_multicloud.stores.base import (
+    CLIENT_POOL_SIZE,
+    MiB,
+    ObjectInfo,
+    ObjectStore,
+    PartInfo,
+    TransferConfig,
+    UploadInfo,
+    md5_b64,
+)
 
 if TYPE_CHECKING:
     from qcloud_cos import CosS3Client
@@ -143,7 +152,7 @@ class CosStore(ObjectStore):
                 scheme=scheme,
                 endpoint=endpoint,
                 retries=retries,
-                pool_size=max(10, transfer.max_concurrency * 2),
+                pool_size=max(CLIENT_POOL_SIZE, transfer.max_concurrency * 2),
             )
         except (CosClientError, ValueError) as exc:
             who = label or "(no connection id)"

@@ -19,6 +19,7 @@ from airflow_multicloud.errors import (
     TransientStoreError,
 )
 from airflow_multicloud.stores.base import (
+    CLIENT_POOL_SIZE,
     MiB,
     ObjectInfo,
     ObjectStore,
@@ -93,7 +94,9 @@ class OssStore(ObjectStore):
         else:
             auth = oss2.Auth(access_key_id, access_key_secret)
         try:
-            client = oss2.Bucket(auth, endpoint, bucket, region=region)
+            client = oss2.Bucket(
+                auth, endpoint, bucket, region=region, session=oss2.Session(pool_size=CLIENT_POOL_SIZE)
+            )
         except oss2.exceptions.ClientError as exc:
             raise ValueError(
                 f"invalid OSS bucket {bucket!r} or endpoint {endpoint!r} ({label or 'no label'}): {exc}"

@@ -16,6 +16,7 @@ from airflow_multicloud.errors import (
     TransientStoreError,
 )
 from airflow_multicloud.stores.base import (
+    CLIENT_POOL_SIZE,
     MiB,
     ObjectInfo,
     ObjectStore,
@@ -64,7 +65,7 @@ def make_client(
     session_token: str | None,
     region: str | None,
     endpoint_url: str | None,
-    max_pool_connections: int = 16,
+    max_pool_connections: int = CLIENT_POOL_SIZE,
 ) -> S3Client:
     """A boto3 S3 client; path-style addressing for custom endpoints (IPs and most S3-compatible servers)."""
     import boto3
@@ -118,7 +119,7 @@ class S3Store(ObjectStore):
         label: str = "",
         transfer: TransferConfig | None = None,
     ) -> S3Store:
-        pool = max(16, 2 * (transfer or TransferConfig()).max_concurrency)
+        pool = max(CLIENT_POOL_SIZE, 2 * (transfer or TransferConfig()).max_concurrency)
         client = make_client(access_key_id, secret_access_key, session_token, region, endpoint_url, pool)
         return cls(client, bucket, label=label, transfer=transfer)
 

@@ -10,10 +10,63 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import runpy
+import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+
+REPO_DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+def airflow_env(home: str | os.PathLike[str], dags: str | os.PathLike[str] = REPO_DAGS) -> dict[str, str]:
+    """Environment for Airflow subprocesses with their own home, SQLite DB and dags folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{Path(home).resolve()}/airflow.db",
+    )
+    return env
+
+
+def migrate(env: dict[str, str]) -> None:
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+
+
+def run_dag(
+    env: dict[str, str],
+    dag_file: str,
+    dag_id: str,
+    *,
+    logical_date: str | None = None,
+    conf: dict[str, Any] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run a DAG through ``dag.test()`` in a subprocess; return its outcome (states, XComs, asset events, log)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "airflow_multicloud.testing.dag_runner",
+        dag_file,
+        dag_id,
+        "--conf",
+        json.dumps(conf or {}),
+    ]
+    if logical_date:
+        cmd += ["--logical-date", logical_date]
+    proc = subprocess.run(cmd, env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"dag.test of {dag_id} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    result["log"] = proc.stderr
+    return result
 
 
 def _outcome(dag_id: str, dr: Any) -> dict[str, Any]:

@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 
+from airflow_multicloud.testing.dag_runner import run_dag
 from airflow_multicloud.testing.services import LocalService
+
+__all__ = ["run_dag"]
 
 SERVICE_NAMES = ("s3", "cos", "oss", "file")
 
@@ -90,56 +93,10 @@ def airflow_connections(monkeypatch: pytest.MonkeyPatch, clean_services: dict[st
 def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A migrated SQLite metadata DB in a fresh AIRFLOW_HOME whose dags folder is the repo's ``dags/``.
 
-    Returns the environment for subprocesses (``dag_runner``, ``airflow`` commands).
+    Returns the environment for subprocesses (``run_dag``, ``airflow`` commands).
     """
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from airflow_multicloud.testing.dag_runner import airflow_env, migrate
 
-    home = tmp_path_factory.mktemp("airflow-home")
-    dags = Path(__file__).resolve().parents[2] / "dags"
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-    }
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    env = airflow_env(tmp_path_factory.mktemp("airflow-home"))
+    migrate(env)
     return env
-
-
-def run_dag(
-    env: dict[str, str],
-    dag_file: str,
-    dag_id: str,
-    *,
-    logical_date: str | None = None,
-    conf: dict[str, Any] | None = None,
-    extra_env: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Run a DAG through ``dag.test()`` in a subprocess; return its outcome (states, XComs, asset events)."""
-    import subprocess
-    import sys
-
-    cmd = [
-        sys.executable,
-        "-m",
-        "airflow_multicloud.testing.dag_runner",
-        dag_file,
-        dag_id,
-        "--conf",
-        json.dumps(conf or {}),
-    ]
-    if logical_date:
-        cmd += ["--logical-date", logical_date]
-    proc = subprocess.run(cmd, env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise AssertionError(f"dag.test of {dag_id} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
-    result: dict[str, Any] = json.loads(lines[-1])
-    result["log"] = proc.stderr
-    return result

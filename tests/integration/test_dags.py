@@ -139,3 +139,60 @@ def test_restore_drill_restores_and_proves_a_day(
     restored = {o.key for o in s3.store(scratch).list("restored/") if "_multicloud" not in o.key}
     assert restored == {f"restored/date=2013-01-05/{n}" for n in ("part-0.csv", "part-1.jsonl", "_SUCCESS")}
     assert out["xcom"]["prove_restore"]
+
+
+def test_large_partition_is_planned_once_and_copied_by_mapped_shards(
+    airflow_home: dict[str, str], clean_services: dict[str, Any]
+) -> None:
+    s3, oss = clean_services["s3"], clean_services["oss"]
+    raw, ob = s3.create_bucket(), oss.create_bucket()
+    store = s3.store(raw)
+    for i in range(12):
+        store.write(f"flights/date=2013-01-04/part-{i:02d}.csv", [CSV * (i + 1)])
+    env = {
+        **_conn_env(clean_services),
+        "MULTICLOUD_LARGE_SOURCE": f"s3://{raw}/flights/",
+        "MULTICLOUD_LARGE_DESTINATIONS": f"oss://{ob}/flights/",
+        "MULTICLOUD_LARGE_SHARDS": "3",
+    }
+    out = run_dag(
+        airflow_home,
+        str(DAGS / "large_partition_replication.py"),
+        "large_partition_replication",
+        logical_date="2013-01-05T00:00:00+00:00",
+        extra_env=env,
+    )
+    assert out["state"] == "success", out["log"][-4000:]
+    shards = [v for k, v in out["xcom"].items() if k.startswith("copy[")]
+    assert len(shards) == 3 and sum(s["copied"] for s in shards) == 12
+    assert all(s["copied"] >= 3 for s in shards), "shards of about equal bytes"
+    copied = {o.key for o in oss.store(ob).list("flights/") if "_multicloud" not in o.key}
+    assert len(copied) == 12
+
+
+def test_yaml_configured_dataset_runs(airflow_home: dict[str, str], clean_services: dict[str, Any]) -> None:
+    s3, cos, oss = clean_services["s3"], clean_services["cos"], clean_services["oss"]
+    raw, cb, ob = s3.create_bucket(), cos.create_bucket(), oss.create_bucket()
+    _partition(s3.store(raw), "weather/", "2013-01-06")
+    config = Path(airflow_home["AIRFLOW_HOME"]) / "datasets.yaml"
+    config.write_text(
+        "datasets:\n"
+        "  - name: weather_test\n"
+        "    start_date: 2013-01-01\n"
+        f"    source: s3://{raw}/weather/date={{partition}}/\n"
+        "    destinations:\n"
+        f"      - cos://{cb}/weather/date={{partition}}/\n"
+        f"      - {{uri: 'oss://{ob}/weather/date={{partition}}/', conn_id: oss_default}}\n"
+        "    ready: {glob: '*.csv', min_objects: 1}\n"
+        "    validate: {level: full, rows: true}\n"
+    )
+    out = run_dag(
+        airflow_home,
+        str(DAGS / "config_datasets.py"),
+        "replicate_weather_test",
+        logical_date="2013-01-07T00:00:00+00:00",
+        extra_env={**_conn_env(clean_services), "MULTICLOUD_DATASETS_YAML": str(config)},
+    )
+    assert out["state"] == "success", out["log"][-4000:]
+    assert out["xcom"]["replicate"]["copied"] == 6
+    assert {e["extra"]["ok"] for e in out["asset_events"]} == {True}
