@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from airflow_multicloud.cli import options as opt
 from airflow_multicloud.errors import MulticloudError
@@ -38,7 +38,7 @@ def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def cmd_verify(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from airflow_multicloud.hooks.factory import open_location, pair_connections
     from airflow_multicloud.validation.compare import compare_replicas
 
@@ -61,9 +61,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"multicloud verify: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:
-        print(json.dumps(report.to_json(), indent=2, default=str))
+        print(json.dumps(report.to_json(), indent=2, default=str), file=out)
     else:
-        print(report.table())
+        print(report.table(), file=out)
     if args.html:
         with open(args.html, "w", encoding="utf-8") as f:
             f.write(report.to_html())

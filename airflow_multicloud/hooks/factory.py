@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from airflow_multicloud.errors import MulticloudError
 from airflow_multicloud.replication.model import Location
@@ -31,43 +32,71 @@ def require_connection(conn_id: str, scheme: str) -> None:
         ) from None
 
 
+def _open(scheme: str, bucket: str, conn_id: str | None, transfer: TransferConfig | None) -> tuple[ObjectStore, Any]:
+    """The store and the hook that built it (None for local files)."""
+    conn = conn_id or DEFAULT_CONN_IDS[scheme]
+    if scheme != "file" and not (scheme == "s3" and conn == "aws_default"):
+        require_connection(conn, scheme)
+    if scheme == "s3":
+        from airflow_multicloud.hooks.s3 import make_s3_hook, s3_store_from_connection
+
+        s3_hook = make_s3_hook(conn)
+        return s3_store_from_connection(conn, bucket, transfer=transfer, hook=s3_hook), s3_hook
+    if scheme == "cos":
+        from airflow_multicloud.hooks.cos import CosHook
+
+        cos_hook = CosHook(cos_conn_id=conn)
+        return cos_hook.get_store(bucket, transfer=transfer), cos_hook
+    if scheme == "oss":
+        from airflow_multicloud.hooks.oss import OssHook
+
+        oss_hook = OssHook(oss_conn_id=conn)
+        return oss_hook.get_store(bucket, transfer=transfer), oss_hook
+    from airflow_multicloud.stores.local import LocalStore
+
+    return LocalStore(bucket, label="local files", transfer=transfer), None
+
+
 def open_store(scheme: str, bucket: str, conn_id: str | None, transfer: TransferConfig | None = None) -> ObjectStore:
     """A store for one bucket, with credentials from the Airflow connection ``conn_id`` (scheme default if None).
 
     ``aws_default`` alone may be absent: then boto3 finds credentials the usual way (instance role, environment),
     as the amazon provider does.
     """
-    conn = conn_id or DEFAULT_CONN_IDS[scheme]
-    if scheme != "file" and not (scheme == "s3" and conn == "aws_default"):
-        require_connection(conn, scheme)
-    if scheme == "s3":
-        from airflow_multicloud.hooks.s3 import s3_store_from_connection
+    return _open(scheme, bucket, conn_id, transfer)[0]
 
-        return s3_store_from_connection(conn, bucket, transfer=transfer)
-    if scheme == "cos":
-        from airflow_multicloud.hooks.cos import CosHook
 
-        return CosHook(cos_conn_id=conn).get_store(bucket, transfer=transfer)
-    if scheme == "oss":
-        from airflow_multicloud.hooks.oss import OssHook
+def _report_lineage(hook: Any, uri: str, role: str) -> None:
+    """Hook-level lineage: Airflow (and OpenLineage) learn which dataset each hook read or wrote."""
+    from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
 
-        return OssHook(oss_conn_id=conn).get_store(bucket, transfer=transfer)
-    from airflow_multicloud.stores.local import LocalStore
-
-    return LocalStore(bucket, label="local files", transfer=transfer)
+    collector = get_hook_lineage_collector()
+    add = collector.add_input_asset if role == "input" else collector.add_output_asset
+    add(context=hook, uri=str(parse_uri(uri)))
 
 
 def open_location(
-    uri: str, conn_id: str | None = None, *, transfer: TransferConfig | None = None, create: bool = False
+    uri: str,
+    conn_id: str | None = None,
+    *,
+    transfer: TransferConfig | None = None,
+    create: bool = False,
+    lineage: str | None = None,
 ) -> Location:
-    """Parse ``uri`` and open it. A ``file://`` folder is the store's root; ``create`` makes it if missing."""
+    """Parse ``uri`` and open it. A ``file://`` folder is the store's root; ``create`` makes it if missing.
+
+    ``lineage="input"`` or ``"output"`` also reports the dataset as hook-level lineage.
+    """
     parsed = parse_uri(uri)
     if parsed.scheme == "file":
         root = "/" + parsed.prefix.rstrip("/")
         if create:
             os.makedirs(root, exist_ok=True)
         return Location(open_store("file", root, None, transfer), "")
-    return Location(open_store(parsed.scheme, parsed.bucket, conn_id, transfer), parsed.prefix)
+    store, hook = _open(parsed.scheme, parsed.bucket, conn_id, transfer)
+    if lineage and hook is not None:
+        _report_lineage(hook, uri, lineage)
+    return Location(store, parsed.prefix)
 
 
 def pair_connections(destinations: Sequence[str], conn_ids: Sequence[str]) -> list[str | None]:

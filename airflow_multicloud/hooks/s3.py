@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow_multicloud.stores.base import CLIENT_POOL_SIZE, TransferConfig
 from airflow_multicloud.stores.s3 import S3Store
 
 
-def s3_store_from_connection(conn_id: str, bucket: str, transfer: TransferConfig | None = None) -> S3Store:
-    """An :class:`S3Store` for ``bucket`` with the credentials, region and ``endpoint_url`` of ``conn_id``.
-
-    Errors name ``conn_id``, never its secret.
-    """
+def make_s3_hook(conn_id: str) -> Any:
+    """The amazon provider's S3Hook for ``conn_id``, with a connection pool sized for parallel copies."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from botocore.config import Config
 
@@ -20,5 +19,15 @@ def s3_store_from_connection(conn_id: str, bucket: str, transfer: TransferConfig
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    client = S3Hook(aws_conn_id=conn_id, config=config).get_conn()
+    return S3Hook(aws_conn_id=conn_id, config=config)
+
+
+def s3_store_from_connection(
+    conn_id: str, bucket: str, transfer: TransferConfig | None = None, hook: Any = None
+) -> S3Store:
+    """An :class:`S3Store` for ``bucket`` with the credentials, region and ``endpoint_url`` of ``conn_id``.
+
+    Errors name ``conn_id``, never its secret.
+    """
+    client = (hook or make_s3_hook(conn_id)).get_conn()
     return S3Store(client, bucket, label=conn_id, transfer=transfer)

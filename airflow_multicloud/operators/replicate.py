@@ -119,9 +119,10 @@ class ReplicateDatasetOperator(BaseOperator):
 
         dests = _as_list(self.destinations)
         per_dest = pair_connections(dests, _as_list(self.destination_conn_ids))
-        source = open_location(self.source, self.source_conn_id, transfer=self.transfer)
+        source = open_location(self.source, self.source_conn_id, transfer=self.transfer, lineage="input")
         return source, [
-            open_location(d, c, transfer=self.transfer, create=True) for d, c in zip(dests, per_dest, strict=True)
+            open_location(d, c, transfer=self.transfer, create=True, lineage="output")
+            for d, c in zip(dests, per_dest, strict=True)
         ]
 
     def execute(self, context: Context) -> dict[str, Any]:
