@@ -19,7 +19,9 @@ def make_s3_hook(conn_id: str) -> Any:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    return S3Hook(aws_conn_id=conn_id, config=config)
+    # keep what the connection's own config_kwargs say, adding only the pool size and checksum mode
+    own = S3Hook(aws_conn_id=conn_id).config
+    return S3Hook(aws_conn_id=conn_id, config=own.merge(config) if own is not None else config)
 
 
 def s3_store_from_connection(

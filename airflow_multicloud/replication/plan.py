@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -103,16 +104,24 @@ def plan_copy(
     """List the source and every destination once and decide what to do with each object."""
     filters = filters or Filters()
     now = now or datetime.now(UTC)
-    objects = [
-        SourceObject(i.key[len(source.prefix) :], i.size, i.etag, i.last_modified, i.crc64)
-        for i in list_dataset(source)
-        if filters.accepts(i.key[len(source.prefix) :], i.last_modified, now)
-    ]
+
+    def listed(dest: Location) -> tuple[dict[str, ObjectInfo], dict[str, dict[str, Any]]]:
+        existing = {i.key[len(dest.prefix) :]: i for i in list_dataset(dest)}
+        return existing, (read_previous(dest, manifest_dir) if existing else {})
+
+    # every side is listed at once: a listing is a chain of page requests, mostly waiting on the store
+    with ThreadPoolExecutor(max_workers=len(destinations) or 1, thread_name_prefix="list") as pool:
+        futures = [pool.submit(listed, dest) for dest in destinations]
+        objects = [
+            SourceObject(i.key[len(source.prefix) :], i.size, i.etag, i.last_modified, i.crc64)
+            for i in list_dataset(source)
+            if filters.accepts(i.key[len(source.prefix) :], i.last_modified, now)
+        ]
+        listings = [f.result() for f in futures]
     plan = Plan([PlanEntry(o, {}) for o in objects])
     wanted = {o.rel for o in objects}
     for d, dest in enumerate(destinations):
-        existing = {i.key[len(dest.prefix) :]: i for i in list_dataset(dest)}
-        previous = read_previous(dest, manifest_dir) if existing else {}
+        existing, previous = listings[d]
         plan.previous[d] = previous
         for entry in plan.entries:
             found = existing.get(entry.obj.rel)

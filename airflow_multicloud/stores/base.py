@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import collections
 import hashlib
 import logging
 import threading
@@ -120,7 +121,8 @@ class _Rechunker:
                 self._done = True
                 break
             self._buf += chunk
-        block = bytes(self._buf[:size])
+        with memoryview(self._buf) as view:  # one copy, not two (a bytearray slice, then bytes of it)
+            block = bytes(view[:size])
         del self._buf[:size]
         return block
 
@@ -224,6 +226,7 @@ class ObjectStore(ABC):
         metadata: Mapping[str, str] | None = None,
         content_type: str | None = None,
         resume: bool = False,
+        whole_md5: bool = True,
     ) -> WriteResult:
         """Write an object from a stream of byte chunks, in bounded memory.
 
@@ -236,15 +239,29 @@ class ObjectStore(ABC):
         meta = dict(metadata or {})
         source = _Rechunker(chunks)
         crc = Crc64()
-        md5 = hashlib.md5()
+        # each MD5 pass costs about as much CPU as moving the bytes; a multipart object's whole MD5 matches no
+        # ETag, so a caller that has it already (or does not need it) can skip it
+        md5 = hashlib.md5() if whole_md5 else None
         threshold = max(self.transfer.multipart_threshold, 1)
-        first = source.take(threshold)
-        if len(first) < threshold:
+        # Read ahead in part-sized blocks (never one threshold-sized buffer and its copies): they become the
+        # first parts of a multipart upload, or are joined for a single PUT when the stream ends first.
+        head: collections.deque[bytes] = collections.deque()
+        held = 0
+        while held < threshold:
+            block = source.take(self.transfer.part_size)
+            if block:
+                head.append(block)
+                held += len(block)
+            if len(block) < self.transfer.part_size:
+                break
+        if held < threshold:
+            first = b"".join(head)
+            head.clear()
             crc.update(first)
-            md5.update(first)
+            digest = hashlib.md5(first).hexdigest()
             etag = self.put_object(key, first, metadata=meta, content_type=content_type)
-            return WriteResult(key, len(first), etag, crc.value, md5.hexdigest(), md5.hexdigest())
-        return self._write_multipart(key, first, source, crc, md5, meta, content_type, resume)
+            return WriteResult(key, len(first), etag, crc.value, digest, digest)
+        return self._write_multipart(key, head, source, crc, md5, meta, content_type, resume)
 
     def _find_resumable(self, key: str) -> tuple[str, dict[int, PartInfo]] | None:
         uploads = sorted(
@@ -259,16 +276,15 @@ class ObjectStore(ABC):
     def _write_multipart(
         self,
         key: str,
-        first: bytes,
+        head: collections.deque[bytes],
         source: _Rechunker,
         crc: Crc64,
-        md5: hashlib._Hash,
+        md5: hashlib._Hash | None,
         meta: dict[str, str],
         content_type: str | None,
         resume: bool,
     ) -> WriteResult:
         part_size = self.transfer.part_size
-        pending = bytearray(first)
         existing: dict[int, PartInfo] = {}
         found = self._find_resumable(key) if resume else None
         if found:
@@ -290,15 +306,13 @@ class ObjectStore(ABC):
         try:
             number = 0
             while True:
-                if len(pending) < part_size:
-                    pending += source.take(part_size - len(pending))
-                if not pending and number > 0:
+                data = head.popleft() if head else source.take(part_size)
+                if not data and number > 0:
                     break
-                data = bytes(pending[:part_size])
-                del pending[:part_size]
                 number += 1
                 crc.update(data)
-                md5.update(data)
+                if md5 is not None:
+                    md5.update(data)
                 size += len(data)
                 old = existing.get(number)
                 if old is not None and old.size == len(data) and _same_md5(old.etag, data):
@@ -325,7 +339,8 @@ class ObjectStore(ABC):
             raise
         pool.shutdown(wait=True)
         composite = hashlib.md5(b"".join(bytes.fromhex(_md5_of_part(p)) for p in done)).hexdigest()
-        return WriteResult(key, size, etag, crc.value, md5.hexdigest(), f"{composite}-{len(done)}", len(done), reused)
+        whole = md5.hexdigest() if md5 is not None else ""
+        return WriteResult(key, size, etag, crc.value, whole, f"{composite}-{len(done)}", len(done), reused)
 
     def _abort_quietly(self, key: str, upload_id: str) -> None:
         try:
