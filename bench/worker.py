@@ -25,7 +25,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from airflow_multicloud.stores.base import MiB, ObjectStore, TransferConfig
+from airflow_multicloud.stores.base import DEFAULT_TRANSFER, MiB, ObjectStore, TransferConfig
 from airflow_multicloud.stores.cos import CosStore
 from airflow_multicloud.stores.local import LocalStore
 from airflow_multicloud.stores.oss import OssStore
@@ -144,7 +144,7 @@ def cmd_write(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---- seed ----------------------------------------------------------------------------------------------
 def cmd_seed(args: argparse.Namespace) -> dict[str, Any]:
-    store = make_store(args.store, args.endpoint, args.bucket, TransferConfig(64 * MiB, 16 * MiB, 4))
+    store = make_store(args.store, args.endpoint, args.bucket, TransferConfig())  # the defaults users get
     width = len(str(args.count))
     start = time.perf_counter()
 
@@ -282,9 +282,9 @@ def main() -> None:
         s.add_argument("--prefix", default="")
         s.add_argument("--count", type=int, default=1)
         s.add_argument("--concurrency", type=int, default=8)
-        s.add_argument("--threshold", type=int, default=64, help="MiB")
-        s.add_argument("--part-size", type=int, default=16, help="MiB")
-        s.add_argument("--part-concurrency", type=int, default=4)
+        s.add_argument("--threshold", type=int, default=DEFAULT_TRANSFER.multipart_threshold // MiB, help="MiB")
+        s.add_argument("--part-size", type=int, default=DEFAULT_TRANSFER.part_size // MiB, help="MiB")
+        s.add_argument("--part-concurrency", type=int, default=DEFAULT_TRANSFER.max_concurrency)
     s = sub.add_parser("plain-copy")
     s.add_argument("--src", required=True)
     s.add_argument("--dst", required=True)

@@ -12,7 +12,7 @@ from airflow_multicloud.replication.engine import ReplicationOptions
 from airflow_multicloud.replication.model import Mode, Overwrite, parse_choice
 from airflow_multicloud.replication.plan import Filters
 from airflow_multicloud.replication.stream import BandwidthLimiter
-from airflow_multicloud.stores.base import MiB, TransferConfig
+from airflow_multicloud.stores.base import DEFAULT_TRANSFER, MiB, TransferConfig
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -76,9 +76,22 @@ def add_replication_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-empty", action="store_true", help="an empty source is not an error")
     p.add_argument("--workers", type=int, default=16, help="objects in flight (default 16)")
     p.add_argument("--large-workers", type=int, default=4, help="multipart objects in flight (default 4)")
-    p.add_argument("--threshold", type=size, default=64 * MiB, help="multipart above this size (default 64MiB)")
-    p.add_argument("--part-size", type=size, default=16 * MiB, help="multipart part size (default 16MiB)")
-    p.add_argument("--part-concurrency", type=int, default=4, help="parts in flight per object (default 4)")
+    d = DEFAULT_TRANSFER
+    p.add_argument(
+        "--threshold",
+        type=size,
+        default=d.multipart_threshold,
+        help=f"multipart at or above this size (default {d.multipart_threshold // MiB}MiB)",
+    )
+    p.add_argument(
+        "--part-size", type=size, default=d.part_size, help=f"multipart part size (default {d.part_size // MiB}MiB)"
+    )
+    p.add_argument(
+        "--part-concurrency",
+        type=int,
+        default=d.max_concurrency,
+        help=f"parts in flight per object (default {d.max_concurrency})",
+    )
     p.add_argument("--bandwidth", type=size, help="limit source reads to this many bytes per second, e.g. 50MiB")
     p.add_argument("--retries", type=int, default=3, help="attempts per object after the first (default 3)")
     p.add_argument("--no-server-side", action="store_true", help="always stream, even within one service")

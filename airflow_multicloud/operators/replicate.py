@@ -14,7 +14,7 @@ from airflow_multicloud.replication.engine import ReplicationOptions
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
 from airflow_multicloud.replication.model import Mode, Overwrite, parse_choice
 from airflow_multicloud.replication.plan import Filters
-from airflow_multicloud.stores.base import MiB, TransferConfig
+from airflow_multicloud.stores.base import DEFAULT_TRANSFER, TransferConfig
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -77,9 +77,9 @@ class ReplicateDatasetOperator(BaseOperator):
         allow_empty: bool = False,
         workers: int = 16,
         large_workers: int = 4,
-        multipart_threshold: int = 64 * MiB,
-        part_size: int = 16 * MiB,
-        part_concurrency: int = 4,
+        multipart_threshold: int = DEFAULT_TRANSFER.multipart_threshold,
+        part_size: int = DEFAULT_TRANSFER.part_size,
+        part_concurrency: int = DEFAULT_TRANSFER.max_concurrency,
         bandwidth_limit: int | None = None,
         object_retries: int = 3,
         manifest_dir: str = DEFAULT_MANIFEST_DIR,
