@@ -33,6 +33,7 @@ COS_CONNECTION: dict[str, Any] = {
     },
 }
 
+# "multicloud_oss", not "oss": Airflow's Alibaba provider already registers the "oss" type.
 OSS_CONNECTION: dict[str, Any] = {
     "connection-type": "multicloud_oss",
     "hook-class-name": "airflow_multicloud.hooks.oss.OssHook",
@@ -43,14 +44,22 @@ OSS_CONNECTION: dict[str, Any] = {
         "placeholders": {"login": "LTAI...", "password": "your AccessKey secret"},
     },
     "conn-fields": {
-        "region": {"label": "Region", "description": "e.g. cn-hangzhou (needed for v4 signatures)", "schema": _STRING},
+        "region": {"label": "Region", "description": "e.g. cn-hangzhou (required for signature v4)", "schema": _STRING},
         "endpoint": {
             "label": "Endpoint",
             "description": "e.g. https://oss-cn-hangzhou.aliyuncs.com; derived from the region when empty",
             "schema": _STRING,
         },
-        "auth_version": {"label": "Signature version", "description": "v4 (default) or v1", "schema": _STRING},
-        "security_token": {"label": "STS token", "description": "temporary credentials only", "schema": _SECRET},
+        "auth_version": {
+            "label": "Signature version",
+            "description": "v4 (default) or v1",
+            "schema": {"type": ["string", "null"], "default": "v4", "enum": ["v4", "v1", None]},
+        },
+        "security_token": {
+            "label": "STS security token",
+            "description": "temporary credentials only",
+            "schema": _SECRET,
+        },
     },
 }
 

@@ -7,36 +7,16 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from airflow_multicloud.errors import MulticloudError
+from airflow_multicloud.provider import COS_CONNECTION
 from airflow_multicloud.stores.base import TransferConfig
 from airflow_multicloud.stores.cos import CosStore, make_client
 
 if TYPE_CHECKING:
     from qcloud_cos import CosS3Client
 
-_STRING = {"type": ["string", "null"]}
-_SECRET = {"type": ["string", "null"], "format": "password"}
 
-# The provider-info ``connection-types`` entry (Airflow 3.3 declares connection forms as data, not hook methods).
-CONNECTION_TYPE: dict[str, Any] = {
-    "connection-type": "cos",
-    "hook-class-name": "airflow_multicloud.hooks.cos.CosHook",
-    "hook-name": "Tencent Cloud COS",
-    "ui-field-behaviour": {
-        "hidden-fields": ["schema", "port", "host"],
-        "relabeling": {"login": "SecretId", "password": "SecretKey"},
-        "placeholders": {"login": "AKID...", "password": "your SecretKey"},
-    },
-    "conn-fields": {
-        "region": {"label": "Region", "description": "e.g. ap-guangzhou", "schema": _STRING},
-        "token": {"label": "Session token", "description": "temporary credentials only", "schema": _SECRET},
-        "scheme": {"label": "Scheme", "description": "https (default) or http", "schema": _STRING},
-        "endpoint": {
-            "label": "Endpoint override",
-            "description": "send requests to this address (private endpoint, proxy, local test server)",
-            "schema": _STRING,
-        },
-    },
-}
+# the provider-info connection form, declared once in provider.py
+CONNECTION_TYPE = COS_CONNECTION
 
 
 class CosConnectionError(MulticloudError, ValueError):

@@ -10,46 +10,17 @@ from urllib.parse import urlsplit
 from airflow.sdk import BaseHook
 
 from airflow_multicloud.errors import MulticloudError
+from airflow_multicloud.provider import OSS_CONNECTION
 from airflow_multicloud.stores.base import TransferConfig
 from airflow_multicloud.stores.oss import OssStore
 
 if TYPE_CHECKING:
     import oss2
 
-_STRING = {"type": ["string", "null"]}
-_SECRET = {"type": ["string", "null"], "format": "password"}
 _ENDPOINT_REGION = re.compile(r"^oss-([a-z0-9-]+?)(?:-internal)?\.aliyuncs\.com$")
 
-# The provider-info ``connection-types`` entry (Airflow 3.3 declares connection forms as data, not hook methods).
-# "multicloud_oss", not "oss": Airflow's Alibaba provider already registers the "oss" type.
-CONNECTION_TYPE: dict[str, Any] = {
-    "connection-type": "multicloud_oss",
-    "hook-class-name": "airflow_multicloud.hooks.oss.OssHook",
-    "hook-name": "Alibaba Cloud OSS (multicloud)",
-    "ui-field-behaviour": {
-        "hidden-fields": ["schema", "port", "host"],
-        "relabeling": {"login": "AccessKey ID", "password": "AccessKey Secret"},
-        "placeholders": {"login": "LTAI...", "password": "your AccessKey secret"},
-    },
-    "conn-fields": {
-        "region": {"label": "Region", "description": "e.g. cn-hangzhou (required for signature v4)", "schema": _STRING},
-        "endpoint": {
-            "label": "Endpoint",
-            "description": "e.g. https://oss-cn-hangzhou.aliyuncs.com; derived from the region when empty",
-            "schema": _STRING,
-        },
-        "auth_version": {
-            "label": "Signature version",
-            "description": "v4 (default) or v1",
-            "schema": {"type": ["string", "null"], "default": "v4", "enum": ["v4", "v1", None]},
-        },
-        "security_token": {
-            "label": "STS security token",
-            "description": "temporary credentials only",
-            "schema": _SECRET,
-        },
-    },
-}
+# the provider-info connection form, declared once in provider.py
+CONNECTION_TYPE = OSS_CONNECTION
 
 
 class OssConnectionError(MulticloudError, ValueError):

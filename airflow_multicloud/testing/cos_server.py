@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_multicloud.stores.base import TransferConfig
 from airflow_multicloud.testing.cos_handler import CosHandler
-from airflow_multicloud.testing.faults import Faults
-from airflow_multicloud.testing.http import LocalObjectServer, RequestRecord
+from airflow_multicloud.testing.http import DiskBackedService, LocalObjectServer
 from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
 
 if TYPE_CHECKING:
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["CosHandler", "CosService"]
 
 
-class CosService:
+class CosService(DiskBackedService):
     """A running local COS for tests: ``CosService().start()``, then ``store(create_bucket())``.
 
     :param root: folder for the buckets (a temporary one when None).
@@ -41,30 +40,9 @@ class CosService:
     ) -> None:
         self.region = region
         self.appid = appid
-        self.server = LocalObjectServer(CosHandler, port=port, root=root, credentials={ACCESS_KEY: SECRET_KEY})
-        self.server.region = region  # type: ignore[attr-defined]
-        self.endpoint: str = self.server.endpoint
-        self.faults: Faults = self.server.faults
-        self.requests: list[RequestRecord] = self.server.requests
-
-    def __repr__(self) -> str:
-        return f"CosService(endpoint={self.endpoint!r}, region={self.region!r})"
-
-    def start(self) -> CosService:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> CosService:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def clear_log(self) -> None:
-        self.server.clear_log()
+        server = LocalObjectServer(CosHandler, port=port, root=root, credentials={ACCESS_KEY: SECRET_KEY})
+        server.region = region  # type: ignore[attr-defined]
+        self._attach(server)
 
     def create_bucket(self, name: str | None = None) -> str:
         name = name or f"test-{uuid.uuid4().hex[:12]}"
@@ -111,6 +89,3 @@ class CosService:
             "password": SECRET_KEY,
             "extra": {"region": self.region, "scheme": "http", "endpoint": self.endpoint},
         }
-
-    def corrupt(self, bucket: str, key: str, offset: int = 0) -> None:
-        self.server.buckets.corrupt(bucket, key, offset)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from airflow_multicloud.testing.disk import DiskBuckets
@@ -359,3 +359,40 @@ class LocalObjectServer(ThreadingHTTPServer):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class DiskBackedService:
+    """What the local COS and OSS services share: lifecycle, request log, faults and corruption of one server."""
+
+    name = ""
+    server: LocalObjectServer
+    region = ""
+
+    def _attach(self, server: LocalObjectServer) -> None:
+        self.server = server
+        self.endpoint: str = server.endpoint
+        self.faults: Faults = server.faults
+        self.requests: list[RequestRecord] = server.requests
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(endpoint={self.endpoint!r}, region={self.region!r})"
+
+    def start(self) -> Any:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def clear_log(self) -> None:
+        self.server.clear_log()
+
+    def corrupt(self, bucket: str, key: str, offset: int = 0) -> None:
+        """Flip one stored byte without updating checksums."""
+        self.server.buckets.corrupt(bucket, key, offset)

@@ -19,8 +19,7 @@ from urllib.parse import unquote
 from airflow_multicloud.stores.base import TransferConfig
 from airflow_multicloud.testing import disk
 from airflow_multicloud.testing import oss_xml as xml
-from airflow_multicloud.testing.faults import Faults
-from airflow_multicloud.testing.http import RequestRecord
+from airflow_multicloud.testing.http import DiskBackedService
 from airflow_multicloud.testing.oss_auth import check_signature
 from airflow_multicloud.testing.oss_multipart import MultipartHandler
 from airflow_multicloud.testing.oss_protocol import OssFailure, OssServer
@@ -228,7 +227,7 @@ class OssHandler(MultipartHandler):
         self._ok(xml.copy_result("CopyObjectResult", obj.etag, obj.last_modified), self._written(obj.etag, obj.crc64))
 
 
-class OssService:
+class OssService(DiskBackedService):
     """A running local OSS (satisfies :class:`~airflow_multicloud.testing.services.LocalService`).
 
     :param root: folder for the buckets (a temporary one when None).
@@ -240,29 +239,8 @@ class OssService:
 
     def __init__(self, root: str | Path | None = None, port: int = 0, region: str = "cn-hangzhou") -> None:
         self.region = region
-        self.server = OssServer(OssHandler, root=root, port=port, region=region)
-        self.endpoint: str = self.server.endpoint
-        self.faults: Faults = self.server.faults
-        self.requests: list[RequestRecord] = self.server.requests
-
-    def __repr__(self) -> str:
-        return f"OssService(endpoint={self.endpoint!r}, region={self.region!r})"
-
-    def start(self) -> OssService:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> OssService:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def clear_log(self) -> None:
-        self.server.clear_log()
+        self.server: OssServer = OssServer(OssHandler, root=root, port=port, region=region)
+        self._attach(self.server)
 
     def create_bucket(self, name: str | None = None) -> str:
         bucket = name or f"mc-oss-{uuid.uuid4().hex[:16]}"
@@ -300,6 +278,3 @@ class OssService:
             "password": SECRET_KEY,
             "extra": {"region": self.region, "endpoint": self.endpoint, "auth_version": "v4"},
         }
-
-    def corrupt(self, bucket: str, key: str, offset: int = 0) -> None:
-        self.server.buckets.corrupt(bucket, key, offset)
