@@ -23,9 +23,8 @@ from airflow_multicloud.stores.base import MiB, TransferConfig
 from airflow_multicloud.validation.compare import compare_replicas
 from airflow_multicloud.validation.report import ValidationReport
 
-# 5,000 objects take ~75 s here (mostly writing them and replicating through moto); 2,000 keep the suite
-# fast and still show that no object data is read. Set MULTICLOUD_VALIDATE_OBJECTS=5000 for the full size.
-N_OBJECTS = int(os.environ.get("MULTICLOUD_VALIDATE_OBJECTS", "2000"))
+# the size: 5,000 objects (~40-75 s here, mostly writing them and replicating them through moto)
+N_OBJECTS = int(os.environ.get("MULTICLOUD_VALIDATE_OBJECTS", "5000"))
 SMALL = TransferConfig(multipart_threshold=5 * MiB, part_size=5 * MiB, max_concurrency=2)
 
 
