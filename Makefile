@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test lint demo bench serve-local clean
+.PHONY: install test lint demo bench serve-local airflow clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ bench: install
 
 serve-local: install
 	$(VENV)/bin/multicloud serve-local
+
+airflow: install
+	$(VENV)/bin/multicloud airflow-local
 
 clean:
 	rm -rf $(VENV) .demo .bench .pytest_cache .mypy_cache .ruff_cache

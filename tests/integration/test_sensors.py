@@ -8,16 +8,9 @@ the last test, marked ``e2e``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import re
-import secrets
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +23,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, T
 from airflow_multicloud.sensors.checks import PartitionSensorError
 from airflow_multicloud.sensors.partition import DatasetPartitionSensor
 from airflow_multicloud.stores.base import ObjectStore
+from airflow_multicloud.testing.airflow_stack import AirflowStack
 from airflow_multicloud.testing.services import SECRET_KEY
 from airflow_multicloud.triggers.partition import DatasetPartitionTrigger
 
@@ -341,6 +335,7 @@ def test_deferrable_sensor_defers_with_its_state_and_resumes(deferred_sensor: tu
 E2E_DAG = """
 from airflow.sdk import DAG
 from airflow_multicloud.sensors.partition import DatasetPartitionSensor
+from airflow_multicloud.testing.airflow_stack import AirflowStack
 
 with DAG("partition_e2e", schedule=None, is_paused_upon_creation=False, catchup=False):
     for task_id, conn_id in (("env_conn", None), ("db_conn", "s3_in_db")):
@@ -351,62 +346,6 @@ with DAG("partition_e2e", schedule=None, is_paused_upon_creation=False, catchup=
 """
 
 
-class AirflowProcesses:
-    """Airflow components as subprocesses, each leading its own process group, so that stopping a group also
-    stops what it spawned (task supervisors, the trigger runner, API workers)."""
-
-    def __init__(self, home: Path, env: dict[str, str]) -> None:
-        self.home, self.env = home, env
-        self.airflow = str(Path(sys.executable).with_name("airflow"))
-        self.procs: dict[str, tuple[subprocess.Popen[bytes], Any]] = {}
-
-    def cli(self, *args: str, timeout: float = 60) -> str:
-        done = subprocess.run([self.airflow, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
-        assert done.returncode == 0, f"airflow {' '.join(args)}: {done.stdout}\n{done.stderr}"
-        return done.stdout
-
-    def start(self, name: str, *args: str) -> None:
-        log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
-        proc = subprocess.Popen(
-            [self.airflow, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.procs[name] = (proc, log)
-
-    def log(self, name: str) -> str:
-        return (self.home / f"{name}.log").read_text(errors="replace")
-
-    def stop(self) -> list[int]:
-        """SIGTERM every group, give them 15 s to shut down cleanly, SIGKILL what is left; return groups that
-        still exist afterwards (should be none)."""
-        for proc, _ in self.procs.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for proc, _ in self.procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        left = []
-        for proc, log in self.procs.values():
-            # children may outlive their group leader: kill the whole group, whatever the leader did
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-            log.close()
-            time.sleep(0.2)
-            try:
-                os.killpg(proc.pid, 0)
-                left.append(proc.pid)
-            except ProcessLookupError:
-                pass
-        return left
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _db_rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
@@ -415,74 +354,34 @@ def _db_rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return []
 
 
-def _wait_for(what: str, probe: Any, timeout: float, procs: AirflowProcesses) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        for name, (proc, _) in procs.procs.items():
-            assert proc.poll() is None, (
-                f"{name} exited ({proc.returncode}) while waiting for {what}:\n{procs.log(name)}"
-            )
-        time.sleep(0.5)
-    logs = "\n".join(f"--- {n}\n{procs.log(n)[-3000:]}" for n in procs.procs)
-    raise AssertionError(f"timed out waiting for {what}\n{logs}")
-
-
 @pytest.mark.e2e
 @pytest.mark.timeout(240)
 def test_deferrable_sensor_with_a_real_triggerer(clean_services: Any, tmp_path: Path) -> None:
-    from cryptography.fernet import Fernet
-
     s3 = clean_services["s3"]
     part = Partition(clean_services, "s3")
     part.put("a.csv", b"1,2\n")
     home, dags = tmp_path / "home", tmp_path / "dags"
-    home.mkdir()
     dags.mkdir()
     (dags / "partition_e2e.py").write_text(E2E_DAG.format(uri=part.uri))
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
-        AIRFLOW__CORE__PARALLELISM="4",
-        AIRFLOW__CORE__FERNET_KEY=Fernet.generate_key().decode(),
-        # every process must sign and check the workers' Execution API tokens with the same secret
-        AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(32),
-        AIRFLOW__API__SECRET_KEY=secrets.token_hex(16),
-        AIRFLOW__API__BASE_URL=f"http://127.0.0.1:{port}",
-        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
-        AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="1",
-        AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC="1",
-        AIRFLOW_CONN_AWS_DEFAULT=json.dumps(s3.connection("aws_default")),
-    )
-    procs = AirflowProcesses(home, env)
+    stack = AirflowStack(home, dags, extra_env={"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(s3.connection("aws_default"))})
     db = home / "airflow.db"
     try:
-        procs.cli("db", "migrate", timeout=120)
+        stack.migrate()
         # one connection in the metadata DB: the triggerer must fetch it through its supervisor, not the env
-        procs.cli("connections", "add", "s3_in_db", "--conn-json", json.dumps(s3.connection("s3_in_db")))
-        procs.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(port))
-        procs.start("dag-processor", "dag-processor")
-        procs.start("scheduler", "scheduler", "--skip-serve-logs")
-        procs.start("triggerer", "triggerer", "--skip-serve-logs")
-        _wait_for(
+        stack.cli("connections", "add", "s3_in_db", "--conn-json", json.dumps(s3.connection("s3_in_db")))
+        stack.start()
+        stack.wait_for(
             "the DAG to be serialized",
             lambda: _db_rows(db, "select 1 from serialized_dag where dag_id='partition_e2e'"),
             60,
-            procs,
         )
-        procs.cli("dags", "trigger", "partition_e2e", "--run-id", "e2e")
+        stack.cli("dags", "trigger", "partition_e2e", "--run-id", "e2e")
 
         def states() -> dict[str, str]:
             sql = "select task_id, state from task_instance where dag_id='partition_e2e' and run_id='e2e'"
             return dict(_db_rows(db, sql))
 
-        _wait_for("both sensors deferred", lambda: set(states().values()) == {"deferred"}, 90, procs)
+        stack.wait_for("both sensors deferred", lambda: set(states().values()) == {"deferred"}, 90)
         assert _db_rows(db, "select count(*) from trigger")[0][0] == 2
 
         def trigger_logs() -> dict[str, str]:
@@ -492,18 +391,16 @@ def test_deferrable_sensor_with_a_real_triggerer(clean_services: Any, tmp_path: 
             return {p.parent.name: p.read_text(errors="replace") for p in run_logs.glob("task_id=*/*.log.trigger.*")}
 
         # the marker is written only once both triggers have looked and seen none: the wait is the triggerer's
-        _wait_for(
+        stack.wait_for(
             "both triggers to report 'no marker yet'",
             lambda: len([t for t in trigger_logs().values() if "no marker yet" in t]) == 2,
             60,
-            procs,
         )
         part.put("_SUCCESS", b"")
-        _wait_for(
+        stack.wait_for(
             "the run to succeed",
             lambda: _db_rows(db, "select 1 from dag_run where run_id='e2e' and state='success'"),
             60,
-            procs,
         )
         assert states() == {"env_conn": "success", "db_conn": "success"}
         xcoms = _db_rows(db, "select task_id, value from xcom where run_id='e2e' and key='return_value'")
@@ -513,5 +410,4 @@ def test_deferrable_sensor_with_a_real_triggerer(clean_services: Any, tmp_path: 
             assert "Trigger fired event" in log and "'status': 'success'" in log, (task, log)
         assert "s3_in_db" in trigger_logs()["task_id=db_conn"]  # fetched in the triggerer from the metadata DB
     finally:
-        left = procs.stop()
-    assert not left, f"process groups still alive after stop: {left}"
+        stack.stop()  # raises if any process of the stack outlives it
