@@ -111,7 +111,20 @@ def counting(source: RangeSource) -> CountingSource:
     return source if isinstance(source, CountingSource) else CountingSource(source)
 
 
-class RangeFile(io.RawIOBase):
+class _ReadFile(io.RawIOBase):
+    """readinto/readall in terms of read(), for the two read-only files below."""
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+
+class RangeFile(_ReadFile):
     """A seekable, read-only file over a :class:`RangeSource`, for libraries that want a file (pyarrow).
 
     Each miss fetches one range of at least ``block_size`` bytes and keeps it as a one-block cache. A block
@@ -181,17 +194,8 @@ class RangeFile(io.RawIOBase):
         self._pos += len(data)
         return data
 
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
 
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-
-class ChunkStream(io.RawIOBase):
+class ChunkStream(_ReadFile):
     """A forward-only readable file over an iterable of byte chunks (one streaming GET, no seeks).
 
     pyarrow's streaming CSV/JSON readers only read forward, so one long read beats range reads block by block.
@@ -231,12 +235,3 @@ class ChunkStream(io.RawIOBase):
             data, self._buf = buf[:size], buf[size:]
         self._pos += len(data)
         return data
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-    def readall(self) -> bytes:
-        return self.read(-1)
