@@ -99,13 +99,22 @@ def open_location(
     return Location(store, parsed.prefix)
 
 
-def pair_connections(destinations: Sequence[str], conn_ids: Sequence[str]) -> list[str | None]:
-    """One connection id per destination from none (scheme defaults), one (for all) or one each."""
+def as_list(value: str | Sequence[str] | None) -> list[str]:
+    """A templated argument that takes one URI (or id) or a list of them, as a list."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def pair_connections(destinations: Sequence[str], conn_ids: str | Sequence[str | None] | None) -> list[str | None]:
+    """One connection id per destination from none (scheme defaults), one (for all) or one each; a ``None`` in the
+    list means that destination's scheme default."""
+    given: list[str | None] = [conn_ids] if isinstance(conn_ids, str) else list(conn_ids or [])
     n = len(destinations)
-    if len(conn_ids) not in (0, 1, n):
+    if len(given) not in (0, 1, n):
         raise ValueError(
-            f"{len(conn_ids)} destination connection ids for {n} destinations: give one for all, or one for each"
+            f"{len(given)} destination connection ids for {n} destinations: give one for all, or one for each"
         )
-    if not conn_ids:
+    if not given:
         return [None] * n
-    return [conn_ids[0]] * n if len(conn_ids) == 1 else list(conn_ids)
+    return given * n if len(given) == 1 else given

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_multicloud.hooks.factory import as_list
 from airflow_multicloud.lineage.datasets import dataset_asset, openlineage_dataset
 from airflow_multicloud.replication.copy import CopyOptions
 from airflow_multicloud.replication.engine import ReplicationOptions
@@ -20,12 +21,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_multicloud.replication.model import Location, RunSummary
-
-
-def _as_list(value: str | Sequence[str] | None) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
 
 
 class ReplicateDatasetOperator(BaseOperator):
@@ -87,7 +82,7 @@ class ReplicateDatasetOperator(BaseOperator):
         plan_shard: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        dests = _as_list(destinations)
+        dests = as_list(destinations)
         kwargs.setdefault("inlets", [dataset_asset(source)])
         kwargs.setdefault("outlets", [dataset_asset(d) for d in dests])
         super().__init__(**kwargs)
@@ -117,8 +112,8 @@ class ReplicateDatasetOperator(BaseOperator):
     def _locations(self) -> tuple[Location, list[Location]]:
         from airflow_multicloud.hooks.factory import open_location, pair_connections
 
-        dests = _as_list(self.destinations)
-        per_dest = pair_connections(dests, _as_list(self.destination_conn_ids))
+        dests = as_list(self.destinations)
+        per_dest = pair_connections(dests, self.destination_conn_ids)
         source = open_location(self.source, self.source_conn_id, transfer=self.transfer, lineage="input")
         return source, [
             open_location(d, c, transfer=self.transfer, create=True, lineage="output")
@@ -168,7 +163,7 @@ class ReplicateDatasetOperator(BaseOperator):
 
         return OperatorLineage(
             inputs=[openlineage_dataset(self.source)],
-            outputs=[openlineage_dataset(d) for d in _as_list(self.destinations)],
+            outputs=[openlineage_dataset(d) for d in as_list(self.destinations)],
         )
 
 

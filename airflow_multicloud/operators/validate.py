@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_multicloud.errors import MulticloudError
+from airflow_multicloud.hooks.factory import as_list
 from airflow_multicloud.lineage.datasets import dataset_asset, openlineage_dataset
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
 from airflow_multicloud.validation.compare import LEVELS
@@ -25,12 +26,6 @@ DEFAULT_REPORT_DIR = "_multicloud/reports/"
 
 class ReplicaMismatchError(MulticloudError):
     """A replica differs from its source (or could not be verified); the message lists the first differences."""
-
-
-def _as_list(value: str | Sequence[str] | None) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
 
 
 class ValidateReplicaOperator(BaseOperator):
@@ -80,7 +75,7 @@ class ValidateReplicaOperator(BaseOperator):
         replication: Any = None,
         **kwargs: Any,
     ) -> None:
-        reps = _as_list(replicas)
+        reps = as_list(replicas)
         kwargs.setdefault("inlets", [dataset_asset(source)])
         kwargs.setdefault("outlets", [dataset_asset(r) for r in reps])
         super().__init__(**kwargs)
@@ -108,15 +103,10 @@ class ValidateReplicaOperator(BaseOperator):
         self._report: ValidationReport | None = None
 
     def _locations(self) -> tuple[Location, list[Location]]:
-        from airflow_multicloud.hooks.factory import open_location
+        from airflow_multicloud.hooks.factory import open_location, pair_connections
 
-        reps = _as_list(self.replicas)
-        ids = self.replica_conn_ids
-        given: list[str | None] = [ids] if isinstance(ids, str) else list(ids or [])
-        if len(given) not in (0, 1, len(reps)):
-            raise ValueError(f"{len(given)} replica connection ids for {len(reps)} replicas: give one, or one each")
-        # None (or no list) means the scheme's default connection for that replica
-        conns = given * len(reps) if len(given) == 1 else given or [None] * len(reps)
+        reps = as_list(self.replicas)
+        conns = pair_connections(reps, self.replica_conn_ids)
         return open_location(self.source, self.source_conn_id), [
             open_location(r, c) for r, c in zip(reps, conns, strict=True)
         ]
@@ -198,7 +188,7 @@ class ValidateReplicaOperator(BaseOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         from airflow.providers.openlineage.extractors import OperatorLineage
 
-        return OperatorLineage(inputs=lineage_inputs(self.source, _as_list(self.replicas), self._report))
+        return OperatorLineage(inputs=lineage_inputs(self.source, as_list(self.replicas), self._report))
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
         return self.get_openlineage_facets_on_complete(task_instance)
