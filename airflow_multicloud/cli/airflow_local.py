@@ -9,7 +9,6 @@ buckets the ``nightly_replication`` DAG expects, then runs api-server, scheduler
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import socket
 import sys
@@ -18,7 +17,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from airflow_multicloud.cli.serve import CONN_IDS, start_services
+from airflow_multicloud.cli.serve import connection_env, start_services
+
+__all__ = ["connection_env", "run_airflow_local", "write_demo_dataset"]
 
 DAYS = 7
 DAG_ID = "nightly_replication"
@@ -51,11 +52,6 @@ def write_demo_dataset(store: Any, days: int = DAYS, prefix: str = PREFIX) -> di
     for key in sorted(files, key=lambda k: k.endswith("/_SUCCESS")):
         store.write(key, [files[key]])
     return files
-
-
-def connection_env(services: dict[str, Any]) -> dict[str, str]:
-    """``AIRFLOW_CONN_AWS_DEFAULT`` / ``COS_DEFAULT`` / ``OSS_DEFAULT`` for the running local servers."""
-    return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(services[n].connection(cid)) for n, cid in CONN_IDS.items()}
 
 
 def _port_free(port: int) -> bool:

@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from airflow_multicloud.cli.airflow_local import connection_env
-from airflow_multicloud.cli.serve import start_services
+from airflow_multicloud.cli.serve import connection_env, start_services
 
 DAYS = 7
 RAW, COS_REPLICA, OSS_REPLICA = "raw-data", "replica-1250000000", "replica"

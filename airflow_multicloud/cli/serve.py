@@ -7,6 +7,7 @@ import contextlib
 import json
 import signal
 import threading
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,14 @@ def start_services(
 CONN_IDS = {"s3": "aws_default", "cos": "cos_default", "oss": "oss_default"}
 
 
+def connection_env(services: Mapping[str, Any], names: Iterable[str] = CONN_IDS) -> dict[str, str]:
+    """``AIRFLOW_CONN_AWS_DEFAULT`` / ``COS_DEFAULT`` / ``OSS_DEFAULT`` (JSON) for running local servers."""
+    return {f"AIRFLOW_CONN_{CONN_IDS[n].upper()}": json.dumps(services[n].connection(CONN_IDS[n])) for n in names}
+
+
 def connection_exports(services: dict[str, Any]) -> list[str]:
     """``export AIRFLOW_CONN_...='{json}'`` lines for each running service."""
-    lines = []
-    for name, svc in services.items():
-        conn_id = CONN_IDS[name]
-        lines.append(f"export AIRFLOW_CONN_{conn_id.upper()}='{json.dumps(svc.connection(conn_id))}'")
-    return lines
+    return [f"export {name}='{value}'" for name, value in connection_env(services, list(services)).items()]
 
 
 def serve_local(args: argparse.Namespace) -> int:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from airflow_multicloud.cli.serve import connection_env
 from airflow_multicloud.dag_factory import DatasetConfigError, load_entries
 from airflow_multicloud.testing.fixtures import run_dag
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 CSV = b'id,name,note\n1,alpha,"multi\nline"\n2,beta,plain\n3,gamma,"with, comma"\n'
-
-
-def _conn_env(services: dict[str, Any]) -> dict[str, str]:
-    ids = {"s3": "aws_default", "cos": "cos_default", "oss": "oss_default"}
-    return {f"AIRFLOW_CONN_{c.upper()}": json.dumps(services[n].connection(c)) for n, c in ids.items()}
 
 
 def _partition(store: Any, prefix: str, day: str) -> None:
@@ -85,7 +80,7 @@ def test_nightly_replication_runs_then_rerun_copies_nothing(
     _partition(s3.store(raw), "flights/", "2013-01-02")
     _partition(s3.store(raw), "flights/", "2013-01-03")
     env = {
-        **_conn_env(clean_services),
+        **connection_env(clean_services),
         "MULTICLOUD_NIGHTLY_SOURCE": f"s3://{raw}/flights/",
         "MULTICLOUD_NIGHTLY_DESTINATIONS": f"cos://{cb}/flights/,oss://{ob}/flights/",
     }
@@ -128,7 +123,7 @@ def test_restore_drill_restores_and_proves_a_day(
         ReplicationOptions(progress_interval=0),
     )
     env = {
-        **_conn_env(clean_services),
+        **connection_env(clean_services),
         "MULTICLOUD_DRILL_REPLICA": f"cos://{replica}/flights/",
         "MULTICLOUD_DRILL_SCRATCH": f"s3://{scratch}/restored/",
     }
@@ -150,7 +145,7 @@ def test_large_partition_is_planned_once_and_copied_by_mapped_shards(
     for i in range(12):
         store.write(f"flights/date=2013-01-04/part-{i:02d}.csv", [CSV * (i + 1)])
     env = {
-        **_conn_env(clean_services),
+        **connection_env(clean_services),
         "MULTICLOUD_LARGE_SOURCE": f"s3://{raw}/flights/",
         "MULTICLOUD_LARGE_DESTINATIONS": f"oss://{ob}/flights/",
         "MULTICLOUD_LARGE_SHARDS": "3",
@@ -191,7 +186,7 @@ def test_yaml_configured_dataset_runs(airflow_home: dict[str, str], clean_servic
         str(DAGS / "config_datasets.py"),
         "replicate_weather_test",
         logical_date="2013-01-07T00:00:00+00:00",
-        extra_env={**_conn_env(clean_services), "MULTICLOUD_DATASETS_YAML": str(config)},
+        extra_env={**connection_env(clean_services), "MULTICLOUD_DATASETS_YAML": str(config)},
     )
     assert out["state"] == "success", out["log"][-4000:]
     assert out["xcom"]["replicate"]["copied"] == 6
