@@ -15,7 +15,7 @@ def make_s3_hook(conn_id: str) -> Any:
 
     config = Config(
         max_pool_connections=CLIENT_POOL_SIZE,
-        # Content-MD5 already protects every PUT; a CRC32 on top would be a second pass over each part
+        # the signed payload (http) or Content-MD5 (https) already protects every PUT; a CRC32 would be another pass
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )

@@ -25,6 +25,8 @@ from airflow_multicloud.stores.base import MiB, WriteResult, is_md5_etag, normal
 log = logging.getLogger(__name__)
 
 RETRYABLE = (IntegrityError, SourceFailed, ConnectionError, TimeoutError, OSError)
+#: bytes queued between the source reader and each writer of one object (memory: this plus the parts in flight)
+TEE_BYTES = 16 * MiB
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,11 @@ def _copy_streamed(
 ) -> dict[int, ObjectResult | BaseException]:
     check = _SourceCheck(source, obj)
     meta = _metadata(obj, check.crc64)
-    tee = Tee(len(dests))
+    # Read the source in part-sized chunks when every destination cuts the same parts: each chunk then is a whole
+    # part for every writer, shared by all of them, never copied again (copies cost as much CPU as hashing).
+    part_sizes = {dest.store.transfer.part_size for _, dest in dests}
+    chunk_size = part_sizes.pop() if len(part_sizes) == 1 else opts.chunk_size
+    tee = Tee(len(dests), depth=max(1, TEE_BYTES // chunk_size))
     out: dict[int, ObjectResult | BaseException] = {}
 
     def run(i: int, d: int, dest: Location) -> None:
@@ -169,7 +175,7 @@ def _copy_streamed(
     for t in threads:
         t.start()
     try:
-        chunks = limited(source.store.read(source.key(obj.rel), chunk_size=opts.chunk_size), opts.limiter)
+        chunks = limited(source.store.read(source.key(obj.rel), chunk_size=chunk_size), opts.limiter)
         tee.feed(_checked(chunks, check, obj.size))
     except BaseException as exc:
         log.warning("reading %s failed: %s", source.store.uri(source.key(obj.rel)), exc)

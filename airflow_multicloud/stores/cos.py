@@ -28,6 +28,7 @@ from airflow_multicloud.stores.base import (
     PartInfo,
     TransferConfig,
     UploadInfo,
+    check_sent_crc64,
     md5_b64,
 )
 
@@ -321,13 +322,22 @@ class CosStore(ObjectStore):
         self._call(lambda: self.client.delete_object(Bucket=self.bucket, Key=key), key)
 
     # ---- multipart primitives ------------------------------------------------------------------------
-    def put_object(self, key: str, data: bytes, *, metadata: Mapping[str, str], content_type: str | None = None) -> str:
+    def put_object(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str],
+        content_type: str | None = None,
+        md5: bytes | None = None,
+    ) -> str:
         self._check_key(key)
         kwargs = _put_kwargs(metadata, content_type)
+        digest = md5_b64(data, md5)
         resp = self._call(
-            lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=md5_b64(data), **kwargs),
-            key,
+            lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=digest, **kwargs), key
         )
+        check_sent_crc64(self.uri(key), "object", data, _reported_crc64(resp))
         return str(resp.get("ETag", "")).strip('"')
 
     def create_multipart(self, key: str, *, metadata: Mapping[str, str], content_type: str | None = None) -> str:
@@ -339,10 +349,11 @@ class CosStore(ObjectStore):
     def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
         resp = self._call(
             lambda: self.client.upload_part(
-                Bucket=self.bucket, Key=key, Body=data, PartNumber=number, UploadId=upload_id, ContentMD5=md5_b64(data)
+                Bucket=self.bucket, Key=key, Body=data, PartNumber=number, UploadId=upload_id
             ),
             key,
         )
+        check_sent_crc64(self.uri(key), f"part {number}", data, _reported_crc64(resp))
         return str(resp.get("ETag", "")).strip('"')
 
     def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
@@ -414,6 +425,12 @@ def _put_kwargs(metadata: Mapping[str, str], content_type: str | None) -> dict[s
     if content_type:
         kwargs["ContentType"] = content_type
     return kwargs
+
+
+def _reported_crc64(headers: Mapping[str, str]) -> int | None:
+    """The x-cos-hash-crc64ecma COS answers a PUT, an UploadPart, a HEAD or a GET with (None where absent)."""
+    crc = next((v for k, v in headers.items() if k.lower() == "x-cos-hash-crc64ecma"), None)
+    return int(crc) if crc and crc.isdigit() else None
 
 
 def _object_info(key: str, headers: Mapping[str, str]) -> ObjectInfo:

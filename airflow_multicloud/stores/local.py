@@ -214,16 +214,24 @@ class LocalStore(ObjectStore):
             parent = parent.parent
 
     # ---- multipart primitives ----------------------------------------------------------------------
-    def put_object(self, key: str, data: bytes, *, metadata: Mapping[str, str], content_type: str | None = None) -> str:
+    def put_object(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str],
+        content_type: str | None = None,
+        md5: bytes | None = None,
+    ) -> str:
         self._path(key)
         self._check_root()
         tmp = self._tmp()
         tmp.write_bytes(data)
-        md5 = hashlib.md5(data).hexdigest()
+        digest = hashlib.md5(data).hexdigest()  # computed here, like a server's ETag, never taken from the caller
         self._commit(
-            key, tmp, {"metadata": dict(metadata), "content_type": content_type, "md5": md5, "crc64": crc64(data)}
+            key, tmp, {"metadata": dict(metadata), "content_type": content_type, "md5": digest, "crc64": crc64(data)}
         )
-        return md5
+        return digest
 
     def _upload_dir(self, upload_id: str) -> Path:
         if not upload_id or "/" in upload_id or upload_id.startswith("."):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
@@ -77,7 +78,7 @@ def make_client(
         s3={"addressing_style": "path" if endpoint_url else "auto"},
         retries={"max_attempts": 3, "mode": "standard"},
         max_pool_connections=max_pool_connections,
-        # Content-MD5 already protects every PUT; a CRC32 on top would be a second pass over each part.
+        # the signed payload (http) or Content-MD5 (https) already protects every PUT; a CRC32 would be another pass
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
@@ -126,6 +127,23 @@ class S3Store(ObjectStore):
     @property
     def endpoint_id(self) -> str:
         return f"s3+{self.client.meta.endpoint_url}"
+
+    @functools.cached_property
+    def payload_signed(self) -> bool:
+        """True when botocore signs each request's payload SHA-256 (plain http, or ``payload_signing_enabled``).
+
+        S3 rejects a body whose SHA-256 differs from the signed one (XAmzContentSHA256Mismatch), so a Content-MD5
+        would be a second hash of every byte on both ends; over https botocore sends UNSIGNED-PAYLOAD when a
+        Content-MD5 is given, and the MD5 is the proof.
+        """
+        s3_config = getattr(self.client.meta.config, "s3", None) or {}
+        explicit = s3_config.get("payload_signing_enabled")
+        if explicit is not None:
+            return bool(explicit)
+        return not str(self.client.meta.endpoint_url).lower().startswith("https:")
+
+    def _digest(self, data: bytes, md5: bytes | None = None) -> dict[str, str]:
+        return {} if self.payload_signed else {"ContentMD5": md5_b64(data, md5)}
 
     # ---- errors --------------------------------------------------------------------------------------
     def _raise(self, exc: Exception, key: str | None, action: str) -> NoReturn:
@@ -302,11 +320,19 @@ class S3Store(ObjectStore):
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
     # ---- multipart primitives ----------------------------------------------------------------------
-    def put_object(self, key: str, data: bytes, *, metadata: Mapping[str, str], content_type: str | None = None) -> str:
+    def put_object(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str],
+        content_type: str | None = None,
+        md5: bytes | None = None,
+    ) -> str:
         extra = {"ContentType": content_type} if content_type else {}
         with self._errors(key, "PUT"):
             resp = self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, ContentMD5=md5_b64(data), Metadata=dict(metadata), **extra
+                Bucket=self.bucket, Key=key, Body=data, Metadata=dict(metadata), **self._digest(data, md5), **extra
             )
         return str(resp["ETag"])
 
@@ -319,7 +345,7 @@ class S3Store(ObjectStore):
     def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
         with self._errors(key, f"upload part {number} of"):
             resp = self.client.upload_part(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data, ContentMD5=md5_b64(data)
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data, **self._digest(data)
             )
         return str(resp["ETag"])
 

@@ -1,0 +1,92 @@
+"""How each store proves an upload arrived intact, with one hash pass at most per byte.
+
+- single PUTs: the server refuses changed bytes before they replace anything (Content-MD5 for COS/OSS and S3
+  over https; the signed payload SHA-256 for S3 over http);
+- parts (invisible until the upload completes): COS/OSS answer with the part's CRC64, compared with that of the
+  bytes sent; S3 over http verifies the signed payload hash, so no Content-MD5 (a second hash on both ends).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from airflow_multicloud.errors import IntegrityError, ObjectNotFoundError
+from airflow_multicloud.stores.base import MiB, TransferConfig
+
+SMALL_PARTS = TransferConfig(multipart_threshold=5 * MiB, part_size=5 * MiB, max_concurrency=2)
+
+
+def _bucket(service: Any, name: str) -> str:
+    return str(service.create_bucket(name))
+
+
+@pytest.mark.parametrize("name", ["cos", "oss"])
+def test_corrupted_part_is_caught_by_the_crc64_the_store_reports(clean_services: dict[str, Any], name: str) -> None:
+    service = clean_services[name]
+    store = service.store(_bucket(service, f"crc-part-{name}"), transfer=SMALL_PARTS)
+    rule = service.faults.add("flip_request", operation="UploadPart", times=1)
+    data = os.urandom(11 * MiB)
+    with pytest.raises(IntegrityError, match=r"part \d stored with CRC64 [0-9a-f]{16}, the bytes sent have"):
+        store.write("big.bin", [data])
+    assert rule.fired == 1
+    with pytest.raises(ObjectNotFoundError):  # the upload was aborted: nothing half-written is visible
+        store.head("big.bin")
+    assert list(store.list_multipart_uploads()) == []
+    sent = store.write("big.bin", [data])  # the next attempt goes through and the store agrees on every byte
+    assert store.head("big.bin").crc64 == sent.crc64 and sent.parts == 3
+
+
+@pytest.mark.parametrize("name", ["cos", "oss"])
+def test_corrupted_single_put_is_refused_before_it_replaces_anything(clean_services: dict[str, Any], name: str) -> None:
+    service = clean_services[name]
+    store = service.store(_bucket(service, f"crc-put-{name}"))
+    store.write("k.csv", [b"good,old\n"])
+    service.faults.add("flip_request", operation="PutObject", times=1)
+    with pytest.raises(IntegrityError):
+        store.write("k.csv", [b"new,bytes\n"])
+    assert b"".join(store.read("k.csv")) == b"good,old\n"
+
+
+def test_s3_over_http_relies_on_the_signed_payload_not_a_content_md5(clean_services: dict[str, Any]) -> None:
+    service = clean_services["s3"]
+    store = service.store(_bucket(service, "signed-payload"), transfer=SMALL_PARTS)
+    assert store.payload_signed  # http endpoint: botocore signs each body's SHA-256
+    sent_headers: list[dict[str, str]] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        sent_headers.append(
+            {k.lower(): v.decode() if isinstance(v, bytes) else str(v) for k, v in request.headers.items()}
+        )
+
+    store.client.meta.events.register("before-send.s3.UploadPart", capture)
+    store.client.meta.events.register("before-send.s3.PutObject", capture)
+    data = os.urandom(11 * MiB)
+    store.write("big.bin", [data])
+    store.write("small.bin", [b"x" * 100])
+    assert len(sent_headers) == 4  # 3 parts + 1 PUT
+    for headers in sent_headers:
+        assert "content-md5" not in headers
+        assert len(headers["x-amz-content-sha256"]) == 64  # the payload's SHA-256, which S3 verifies
+    rule = service.faults.add("flip_request", operation="UploadPart", times=1)
+    with pytest.raises(IntegrityError, match="XAmzContentSHA256Mismatch"):
+        store.write("big2.bin", [data])
+    assert rule.fired == 1
+    put_rule = service.faults.add("flip_request", operation="PutObject", times=1)
+    with pytest.raises(IntegrityError, match="XAmzContentSHA256Mismatch"):
+        store.write("small.bin", [b"y" * 100])
+    assert put_rule.fired == 1 and b"".join(store.read("small.bin")) == b"x" * 100
+
+
+def test_s3_over_https_sends_content_md5(clean_services: dict[str, Any]) -> None:
+    """botocore sends UNSIGNED-PAYLOAD over https when a Content-MD5 is given: then the MD5 is the proof.
+    (No TLS server here: only the decision is checked, on a client whose endpoint says https.)"""
+    from airflow_multicloud.stores.s3 import S3Store
+
+    store = S3Store.from_settings(
+        "b", access_key_id="k", secret_access_key="s", region="us-east-1", endpoint_url="https://s3.example.test"
+    )
+    assert not store.payload_signed
+    assert set(store._digest(b"abc")) == {"ContentMD5"}
