@@ -6,6 +6,8 @@ import builtins
 import contextlib
 import functools
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow_multicloud.errors import (
@@ -91,6 +93,34 @@ def make_client(
     return session.client("s3", endpoint_url=endpoint_url, config=config)
 
 
+def parse_timestamp(value: Any) -> datetime:
+    """botocore's timestamp parsing, without dateutil for the two forms S3 sends.
+
+    botocore hands every timestamp to dateutil (~80 us each): a 5,000-key listing spent most of its client time
+    there. ISO 8601 (listings: ``2026-11-26T08:00:00.000Z``) and RFC 1123 (headers) have exact parsers in the
+    standard library; anything else still goes to botocore's own parser, so results never differ.
+    """
+    if isinstance(value, str):
+        try:
+            if len(value) >= 20 and value[10] == "T" and value[-1] == "Z":
+                return datetime.fromisoformat(value)
+            if value.endswith(" GMT"):
+                return parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            pass
+    from botocore.utils import parse_timestamp as botocore_parse
+
+    return botocore_parse(value)
+
+
+def use_fast_timestamps(client: Any) -> None:
+    """Make ``client`` parse response timestamps with :func:`parse_timestamp` (and other clients of its session:
+    botocore shares one parser factory per session; the results are the same datetimes, only faster)."""
+    factory = getattr(getattr(client, "_endpoint", None), "_response_parser_factory", None)
+    if factory is not None and hasattr(factory, "set_parser_defaults"):  # botocore internals: skip if they change
+        factory.set_parser_defaults(timestamp_parser=parse_timestamp)
+
+
 class S3Store(ObjectStore):
     """One S3 bucket.
 
@@ -106,6 +136,7 @@ class S3Store(ObjectStore):
     ) -> None:
         super().__init__(bucket, label=label, transfer=transfer)
         self.client = client
+        use_fast_timestamps(client)
 
     @classmethod
     def from_settings(
