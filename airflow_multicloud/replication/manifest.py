@@ -26,13 +26,19 @@ def manifest_prefix(dest: Location, manifest_dir: str = DEFAULT_MANIFEST_DIR) ->
     return dest.prefix + manifest_dir
 
 
-def read_previous(dest: Location, manifest_dir: str = DEFAULT_MANIFEST_DIR) -> dict[str, dict[str, Any]]:
+def read_previous(
+    dest: Location, manifest_dir: str = DEFAULT_MANIFEST_DIR, keys: Iterable[str] | None = None
+) -> dict[str, dict[str, Any]]:
     """Verified entries by relative key, newest first wins, from the newest manifests back to the last complete one.
 
+    ``keys``: the keys under the manifest folder where the caller listed them already (the plan lists the whole
+    destination prefix, manifests included), else they are listed here.
     A manifest that cannot be read is logged and ignored: it only costs a HEAD or a copy, never a wrong skip.
     """
     prefix = manifest_prefix(dest, manifest_dir)
-    names = sorted((o.key for o in dest.store.list(prefix) if o.key.endswith(".jsonl")), reverse=True)
+    if keys is None:
+        keys = (o.key for o in dest.store.list(prefix))
+    names = sorted((k for k in keys if k.startswith(prefix) and k.endswith(".jsonl")), reverse=True)
     entries: dict[str, dict[str, Any]] = {}
     for name in names:
         try:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_multicloud.errors import ObjectNotFoundError
-from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, read_previous
+from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, manifest_prefix, read_previous
 from airflow_multicloud.replication.model import (
     META_SOURCE_ETAG,
     META_SOURCE_SIZE,
@@ -59,10 +59,12 @@ class Filters:
 def list_dataset(loc: Location) -> Iterator[ObjectInfo]:
     """Objects of a dataset, without our own ``_multicloud/`` folder (manifests, reports)."""
     for info in loc.store.list(loc.prefix):
-        rel = info.key[len(loc.prefix) :]
-        if rel.startswith(RESERVED_DIR) or f"/{RESERVED_DIR}" in rel:
-            continue
-        yield info
+        if not _reserved(info.key[len(loc.prefix) :]):
+            yield info
+
+
+def _reserved(rel: str) -> bool:
+    return rel.startswith(RESERVED_DIR) or f"/{RESERVED_DIR}" in rel
 
 
 def _same_version(obj: SourceObject, dest: ObjectInfo, record: dict[str, Any] | None) -> bool:
@@ -106,8 +108,16 @@ def plan_copy(
     now = now or datetime.now(UTC)
 
     def listed(dest: Location) -> tuple[dict[str, ObjectInfo], dict[str, dict[str, Any]]]:
-        existing = {i.key[len(dest.prefix) :]: i for i in list_dataset(dest)}
-        return existing, (read_previous(dest, manifest_dir) if existing else {})
+        # one listing of the destination prefix gives both its objects and its manifests' names
+        manifests = manifest_prefix(dest, manifest_dir)
+        existing: dict[str, ObjectInfo] = {}
+        names: list[str] = []
+        for info in dest.store.list(dest.prefix):
+            if info.key.startswith(manifests):
+                names.append(info.key)
+            elif not _reserved(info.key[len(dest.prefix) :]):
+                existing[info.key[len(dest.prefix) :]] = info
+        return existing, (read_previous(dest, manifest_dir, names) if existing else {})
 
     # every side is listed at once: a listing is a chain of page requests, mostly waiting on the store
     with ThreadPoolExecutor(max_workers=len(destinations) or 1, thread_name_prefix="list") as pool:

@@ -121,6 +121,23 @@ def use_fast_timestamps(client: Any) -> None:
         factory.set_parser_defaults(timestamp_parser=parse_timestamp)
 
 
+#: bodies below this go without ``Expect: 100-continue`` (the AWS SDK for Go draws the line at 2 MiB too)
+EXPECT_CONTINUE_FROM = 2 * MiB
+
+
+def _drop_expect_for_small_bodies(params: dict[str, Any], **_: Any) -> None:
+    """botocore asks every PUT to wait for ``100 Continue`` before sending its body: a round trip and a server
+    reply per request, there to spare re-sending a large body that would be refused. Small bodies skip it."""
+    headers = params.get("headers") or {}
+    body = params.get("body")
+    if "Expect" in headers and body is not None:
+        from botocore.utils import determine_content_length
+
+        size = determine_content_length(body)
+        if size is not None and size < EXPECT_CONTINUE_FROM:
+            del headers["Expect"]
+
+
 class S3Store(ObjectStore):
     """One S3 bucket.
 
@@ -137,6 +154,10 @@ class S3Store(ObjectStore):
         super().__init__(bucket, label=label, transfer=transfer)
         self.client = client
         use_fast_timestamps(client)
+        # after botocore's own before-call handler (which adds the header), once per client
+        client.meta.events.register_last(
+            "before-call.s3", _drop_expect_for_small_bodies, unique_id="airflow-multicloud-expect"
+        )
 
     @classmethod
     def from_settings(

@@ -94,6 +94,9 @@ def test_rerun_reads_no_object_data_and_recopies_only_the_changed_object(clean_s
     ]
     assert data_gets == [], "a no-op rerun must not read object data"
     assert not [r for r in clean_services["s3"].requests if r.method == "HEAD"], "no HEAD per object either"
+    for name in ("cos", "oss"):  # one listing of each destination gives its objects and its manifests' names
+        lists = [r for r in clean_services[name].requests if r.operation.startswith("ListObjects")]
+        assert len(lists) == 1, [(r.operation, r.query) for r in lists]
 
     source.store.write(source.key("day=1/a.csv"), [b"id,name\n1,changed\n"])
     third = replicate(source, dests, opts())

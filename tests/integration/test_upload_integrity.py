@@ -90,3 +90,26 @@ def test_s3_over_https_sends_content_md5(clean_services: dict[str, Any]) -> None
     )
     assert not store.payload_signed
     assert set(store._digest(b"abc")) == {"ContentMD5"}
+
+
+def test_s3_small_bodies_skip_expect_100_continue(clean_services: dict[str, Any]) -> None:
+    """botocore makes every PUT wait for '100 Continue'; a round trip per small object is dropped, large bodies
+    keep it (it spares re-sending megabytes that would be refused)."""
+    service = clean_services["s3"]
+    store = service.store(_bucket(service, "expect-continue"), transfer=SMALL_PARTS)
+    seen: list[tuple[str, int, str | None]] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        value = request.headers.get("Expect")
+        body = request.body
+        size = len(body) if isinstance(body, bytes) else len(body.getvalue()) if hasattr(body, "getvalue") else 0
+        name = request.url.split("?")[0].rsplit("/", 1)[-1]
+        seen.append((name, size, value.decode() if isinstance(value, bytes) else value))
+
+    store.client.meta.events.register("before-send.s3", capture)
+    store.write("small.bin", [b"x" * 1000])
+    store.write("parts.bin", [os.urandom(6 * MiB)])
+    assert ("small.bin", 1000, None) in seen
+    assert ("parts.bin", 5 * MiB, "100-continue") in seen  # part 1
+    assert ("parts.bin", 1 * MiB, None) in seen  # part 2
+    assert b"".join(store.read("small.bin")) == b"x" * 1000
