@@ -37,7 +37,7 @@ APPID = "1250000000"
 BENCHES = ["write-rss", "large", "fanout", "small", "noop", "memory"]
 
 #: engine settings used everywhere (the CLI's defaults, passed explicitly so they are on record)
-ENGINE = {"workers": 16, "large_workers": 4, "threshold_mib": 16, "part_size_mib": 8, "part_concurrency": 4}
+ENGINE = {"workers": 32, "large_workers": 2, "threshold_mib": 16, "part_size_mib": 8, "part_concurrency": 4}
 #: a second engine setting tried in large, fanout and memory: the earlier defaults, larger threshold and parts
 TUNED = ("--threshold=64MiB", "--part-size=16MiB", "--part-concurrency=4")  # the alternative: larger parts
 

@@ -26,7 +26,7 @@ from airflow_multicloud.errors import IntegrityError, StoreError
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-#: HTTP connections a store's client keeps: a run has up to 16 objects x 4 parts in flight against one store
+#: HTTP connections a store's client keeps: a run has up to 32 objects, or 2 objects x 4 parts, in flight per store
 CLIENT_POOL_SIZE = 64
 
 
