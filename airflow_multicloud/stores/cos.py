@@ -28,7 +28,7 @@ from airflow_multicloud.stores.base import (
     PartInfo,
     TransferConfig,
     UploadInfo,
-    check_sent_crc64,
+    check_sent_part,
     md5_b64,
 )
 
@@ -337,8 +337,9 @@ class CosStore(ObjectStore):
         resp = self._call(
             lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=digest, **kwargs), key
         )
-        check_sent_crc64(self.uri(key), "object", data, _reported_crc64(resp))
-        return str(resp.get("ETag", "")).strip('"')
+        return check_sent_part(
+            self.uri(key), "object", data, _reported_crc64(resp), str(resp.get("ETag", "")).strip('"')
+        )
 
     def create_multipart(self, key: str, *, metadata: Mapping[str, str], content_type: str | None = None) -> str:
         self._check_key(key)
@@ -353,8 +354,8 @@ class CosStore(ObjectStore):
             ),
             key,
         )
-        check_sent_crc64(self.uri(key), f"part {number}", data, _reported_crc64(resp))
-        return str(resp.get("ETag", "")).strip('"')
+        etag = str(resp.get("ETag", "")).strip('"')
+        return check_sent_part(self.uri(key), f"part {number}", data, _reported_crc64(resp), etag)
 
     def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
         parts: builtins.list[PartInfo] = []

@@ -27,7 +27,7 @@ from airflow_multicloud.stores.base import (
     PartInfo,
     TransferConfig,
     UploadInfo,
-    check_sent_crc64,
+    check_sent_part,
     md5_b64,
 )
 
@@ -274,8 +274,7 @@ class OssStore(ObjectStore):
         headers["Content-MD5"] = md5_b64(data, md5)
         with self._errors(key):
             result = self.client.put_object(key, data, headers=headers)
-        check_sent_crc64(self.uri(key), "object", data, result.crc)
-        return str(result.etag)
+        return check_sent_part(self.uri(key), "object", data, result.crc, str(result.etag))
 
     def create_multipart(self, key: str, *, metadata: Mapping[str, str], content_type: str | None = None) -> str:
         with self._errors(key):
@@ -286,8 +285,7 @@ class OssStore(ObjectStore):
     def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
         with self._errors(key):
             result = self.client.upload_part(key, upload_id, number, data)
-        check_sent_crc64(self.uri(key), f"part {number}", data, result.crc)
-        return str(result.etag)
+        return check_sent_part(self.uri(key), f"part {number}", data, result.crc, str(result.etag))
 
     def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:  # `list` is a method here
         return sorted(self._iter_parts(key, upload_id), key=lambda p: p.number)

@@ -113,3 +113,20 @@ def test_s3_small_bodies_skip_expect_100_continue(clean_services: dict[str, Any]
     assert ("parts.bin", 5 * MiB, "100-continue") in seen  # part 1
     assert ("parts.bin", 1 * MiB, None) in seen  # part 2
     assert b"".join(store.read("small.bin")) == b"x" * 1000
+
+
+def test_the_proof_of_an_upload_is_its_crc64_or_else_its_md5_etag() -> None:
+    import hashlib
+
+    from airflow_multicloud.checksums import crc64
+    from airflow_multicloud.stores.base import check_sent_part
+
+    data = b"part bytes" * 1000
+    md5 = hashlib.md5(data).hexdigest()
+    assert check_sent_part("cos://b/k", "part 1", data, crc64(data), "whatever") == "whatever"
+    with pytest.raises(IntegrityError, match="part 1 stored with CRC64"):
+        check_sent_part("cos://b/k", "part 1", data, crc64(data) ^ 1, md5)
+    # no CRC64 in the answer: the ETag must be the MD5 of what was sent
+    assert check_sent_part("oss://b/k", "part 2", data, None, f'"{md5.upper()}"') == f'"{md5.upper()}"'
+    with pytest.raises(IntegrityError, match="part 2 stored with ETag"):
+        check_sent_part("oss://b/k", "part 2", data, None, hashlib.md5(b"other").hexdigest())
