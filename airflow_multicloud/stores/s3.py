@@ -182,12 +182,17 @@ class S3Store(ObjectStore):
 
     @functools.cached_property
     def payload_signed(self) -> bool:
-        """True when botocore signs each request's payload SHA-256 (plain http, or ``payload_signing_enabled``).
+        """True when botocore signs each request's payload SHA-256: SigV4 over plain http, or SigV4 with
+        ``payload_signing_enabled``.
 
         S3 rejects a body whose SHA-256 differs from the signed one (XAmzContentSHA256Mismatch), so a Content-MD5
         would be a second hash of every byte on both ends; over https botocore sends UNSIGNED-PAYLOAD when a
-        Content-MD5 is given, and the MD5 is the proof.
+        Content-MD5 is given, and the MD5 is the proof. Other signatures (SigV2 ``s3``, unsigned requests) sign
+        no payload: Content-MD5 then.
         """
+        signature = self.client.meta.config.signature_version
+        if not (isinstance(signature, str) and "v4" in signature):
+            return False
         s3_config = getattr(self.client.meta.config, "s3", None) or {}
         explicit = s3_config.get("payload_signing_enabled")
         if explicit is not None:

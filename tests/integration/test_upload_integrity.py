@@ -92,6 +92,24 @@ def test_s3_over_https_sends_content_md5(clean_services: dict[str, Any]) -> None
     assert set(store._digest(b"abc")) == {"ContentMD5"}
 
 
+@pytest.mark.parametrize("signature", ["s3", "unsigned"])
+def test_s3_signatures_without_a_payload_hash_send_content_md5(signature: str) -> None:
+    """SigV2 (``s3``) and unsigned requests sign no payload, even over http: the MD5 must be sent."""
+    import boto3
+    import botocore
+    from botocore.config import Config
+
+    from airflow_multicloud.stores.s3 import S3Store
+
+    version = botocore.UNSIGNED if signature == "unsigned" else signature
+    client = boto3.session.Session("k", "s", region_name="us-east-1").client(
+        "s3", endpoint_url="http://127.0.0.1:9", config=Config(signature_version=version)
+    )
+    store = S3Store(client, "b")
+    assert not store.payload_signed
+    assert set(store._digest(b"abc")) == {"ContentMD5"}
+
+
 def test_s3_small_bodies_skip_expect_100_continue(clean_services: dict[str, Any]) -> None:
     """botocore makes every PUT wait for '100 Continue'; a round trip per small object is dropped, large bodies
     keep it (it spares re-sending megabytes that would be refused)."""
