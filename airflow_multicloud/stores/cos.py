@@ -436,13 +436,12 @@ def _reported_crc64(headers: Mapping[str, str]) -> int | None:
 
 def _object_info(key: str, headers: Mapping[str, str]) -> ObjectInfo:
     lower = {k.lower(): v for k, v in headers.items()}
-    crc = lower.get("x-cos-hash-crc64ecma")
     modified = lower.get("last-modified")
     return ObjectInfo(
         key=key,
         size=int(lower.get("content-length", 0)),
         etag=lower.get("etag", "").strip('"') or None,
         last_modified=parsedate_to_datetime(modified) if modified else None,
-        crc64=int(crc) if crc and crc.isdigit() else None,
+        crc64=_reported_crc64(lower),
         metadata={k[len(_META) :]: v for k, v in lower.items() if k.startswith(_META)},
     )
