@@ -113,10 +113,11 @@ def plan_copy(
         existing: dict[str, ObjectInfo] = {}
         names: list[str] = []
         for info in dest.store.list(dest.prefix):
+            rel = info.key[len(dest.prefix) :]
             if info.key.startswith(manifests):
                 names.append(info.key)
-            elif not _reserved(info.key[len(dest.prefix) :]):
-                existing[info.key[len(dest.prefix) :]] = info
+            elif not _reserved(rel):
+                existing[rel] = info
         return existing, (read_previous(dest, manifest_dir, names) if existing else {})
 
     # every side is listed at once: a listing is a chain of page requests, mostly waiting on the store
