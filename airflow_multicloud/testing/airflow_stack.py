@@ -10,12 +10,19 @@ Used by the end-to-end tests and by ``multicloud airflow-local``. Choices, and w
   reads task logs from local files anyway). The dag-processor has no log server and no such flag;
 - all processes share one JWT secret, fernet key and Execution API URL, or workers cannot talk to the API;
 - LocalExecutor with a small parallelism: this is a 2-core machine;
-- the metadata DB is a SQLite file in the home, or a fresh PostgreSQL database dropped again on stop.
+- the metadata DB is a SQLite file in the home, or a fresh PostgreSQL database dropped again on stop;
+- or, with ``executor="CeleryExecutor"`` (PostgreSQL only), ``airflow celery worker`` processes run the tasks:
+  the broker is the local Redis, every key and pub/sub channel of this stack under a prefix of its own (kombu's
+  ``global_keyprefix``) that ``stop()`` deletes, so parallel stacks never take each other's tasks; the Celery
+  result backend is the stack's own PostgreSQL database (``db+postgresql://``), dropped with it. Each worker
+  has its own ``--celery-hostname`` (``worker1@<host>`` ...), concurrency 1 and prefetch 1, and reports that
+  same name as the task instances' ``hostname`` (``[core] hostname_callable``), as separate machines would.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import secrets
@@ -35,8 +42,11 @@ import psutil
 
 T = TypeVar("T")
 DbKind = Literal["sqlite", "postgres"]
+Executor = Literal["LocalExecutor", "CeleryExecutor"]
 COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+WORKER_HOSTNAME_ENV = "MULTICLOUD_WORKER_HOSTNAME"
 ADMIN_USER = "admin"  # the simple auth manager's default user (``simple_auth_manager_users = admin:admin``)
 
 
@@ -65,6 +75,34 @@ def postgres_problem(dsn: str = PG_DSN) -> str | None:
     except psycopg2.Error as exc:
         return f"cannot connect to PostgreSQL ({dsn}): {str(exc).strip()}"
     return None
+
+
+def celery_problem(broker_url: str = REDIS_URL) -> str | None:
+    """Why no Celery worker can run here (provider, redis client or Redis server missing), or None when it can."""
+    if importlib.util.find_spec("airflow.providers.celery") is None:
+        return "the Celery provider is not installed (pip install apache-airflow-providers-celery)"
+    try:
+        import redis
+    except ImportError:
+        return "the redis client is not installed (pip install 'celery[redis]')"
+    try:
+        client = redis.Redis.from_url(broker_url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except redis.RedisError as exc:
+        return f"cannot reach Redis ({broker_url}): {exc}"
+    return None
+
+
+def celery_worker_hostname() -> str:
+    """``[core] hostname_callable`` of a stack's Celery workers: the worker's own ``--celery-hostname``.
+
+    All workers of a stack run on this one machine, where the default (the FQDN) would be the same for every
+    task instance; with this each task instance records which worker ran it, as on separate machines.
+    """
+    return os.environ.get(WORKER_HOSTNAME_ENV) or socket.getfqdn()
 
 
 class PostgresDatabase:
@@ -119,9 +157,15 @@ class AirflowStack:
         extra_env: Mapping[str, str] | None = None,
         components: Sequence[str] = COMPONENTS,
         secrets_file: Path | str | None = None,
+        executor: Executor = "LocalExecutor",
+        celery_workers: int = 2,
+        broker_url: str = REDIS_URL,
     ) -> None:
+        """``celery_workers`` and ``broker_url`` (a Redis URL) count only with ``executor="CeleryExecutor"``."""
         from cryptography.fernet import Fernet
 
+        if executor == "CeleryExecutor" and db != "postgres":
+            raise ValueError("CeleryExecutor needs db='postgres': the Celery result backend is the stack's database")
         self.home = Path(home).resolve()
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -161,11 +205,36 @@ class AirflowStack:
             AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="1",
             AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC="1",
         )
+        self.executor = executor
+        self.broker_url = broker_url
+        self.redis_prefix = ""
+        self.workers: dict[str, str] = {}  # component name -> celery hostname
+        if executor == "CeleryExecutor":
+            assert self.pg is not None
+            self.redis_prefix = f"airflow_stack_{uuid.uuid4().hex[:12]}:"
+            self.workers = {f"worker{i}": f"worker{i}@{socket.gethostname()}" for i in range(1, celery_workers + 1)}
+            self.env.update(self._celery_env(self.pg.url))
         self.env.update(extra_env or {})
         self.airflow = str(Path(sys.executable).with_name("airflow"))
         self.procs: dict[str, tuple[subprocess.Popen[bytes], IO[bytes]]] = {}
+        self._log_offsets: dict[str, int] = {}  # where each component's log began at its last start (logs append)
         self._token: str | None = None
         self._db_created = self._migrated = False
+
+    def _celery_env(self, db_url: str) -> dict[str, str]:
+        return {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+            # every key and channel kombu uses (queues, unacked, bindings, pidbox) starts with this prefix
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": self.redis_prefix,
+            # a task still unacknowledged after this long is delivered again; the default (1 day) warns on start
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "21600",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{db_url}",
+            # one task at a time per worker, and no task reserved while one runs: queued tasks go to idle workers
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+            "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+            "AIRFLOW__CELERY__TASK_ACKS_LATE": "True",
+        }
 
     # ---- lifecycle --------------------------------------------------------------------------------------------
     def migrate(self, timeout: float = 180) -> None:
@@ -188,7 +257,18 @@ class AirflowStack:
         }
         for name in self.components:
             self.start_component(name, *args[name])
+        for name in self.workers:
+            self.start_celery_worker(name)
         return self
+
+    def start_celery_worker(self, name: str) -> None:
+        """Start one ``airflow celery worker`` (``name`` from ``self.workers``); see ``wait_workers_ready``."""
+        hostname = self.workers[name]
+        args = ["celery", "worker", "--celery-hostname", hostname, "--concurrency", "1", "--skip-serve-logs"]
+        # no gossip or mingle: nothing here needs workers to know each other, and they save broker traffic
+        args += ["--without-gossip", "--without-mingle"]
+        env = {"AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.celery_worker_hostname", WORKER_HOSTNAME_ENV: hostname}
+        self.start_component(name, *args, env=env)
 
     def __enter__(self) -> AirflowStack:
         return self
@@ -210,22 +290,34 @@ class AirflowStack:
             raise AirflowStackError(f"airflow {args[0]} ... failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
-    def start_component(self, name: str, *args: str) -> None:
+    def start_component(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> None:
+        """Start ``airflow *args`` as component ``name`` (log ``<home>/<name>.log``), ``env`` added to the stack's."""
         log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._log_offsets[name] = log.tell()
         proc = subprocess.Popen(
-            [self.airflow, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [self.airflow, *args],
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.procs[name] = (proc, log)
 
-    def log(self, name: str) -> str:
+    def log(self, name: str, since_start: bool = False) -> str:
+        """A component's log; with ``since_start`` only what its last start wrote (a persistent home keeps logs)."""
         path = self.home / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        if not path.exists():
+            return ""
+        with path.open("rb") as f:
+            f.seek(self._log_offsets.get(name, 0) if since_start else 0)
+            return f.read().decode(errors="replace")
 
     def logs_tail(self, chars: int = 3000) -> str:
         return "\n".join(f"--- {n}.log\n{self.log(n)[-chars:]}" for n in self.procs)
 
     def stop(self, grace: float = 15) -> None:
-        """SIGTERM every process group, SIGKILL what is left after ``grace`` seconds, drop the PostgreSQL DB.
+        """SIGTERM every process group, SIGKILL what is left after ``grace`` seconds, delete the stack's Redis keys,
+        drop the PostgreSQL DB.
 
         Raises AirflowStackError if any process of the stack is still alive afterwards.
         """
@@ -245,11 +337,36 @@ class AirflowStack:
             log.close()
         left = _wait_groups_gone([proc.pid for proc, _ in self.procs.values()], timeout=5)
         self.procs.clear()
+        if self.redis_prefix:  # the broker keys of this stack, whatever state the workers left them in
+            self.delete_redis_keys()
         if self.pg and self._db_created:
             self.pg.drop()
             self._db_created = False
         if left:
             raise AirflowStackError(f"processes still alive after stop: {left}")
+
+    def redis_keys(self) -> list[str]:
+        """The broker keys of this stack (queues, unacked messages, bindings) now in Redis."""
+        if not self.redis_prefix:  # not a Celery stack: no keys of its own
+            return []
+        import redis
+
+        client = redis.Redis.from_url(self.broker_url)
+        try:
+            return sorted(k.decode() for k in client.scan_iter(match=f"{self.redis_prefix}*", count=500))
+        finally:
+            client.close()
+
+    def delete_redis_keys(self) -> None:
+        import redis
+
+        keys = self.redis_keys()
+        if keys:
+            client = redis.Redis.from_url(self.broker_url)
+            try:
+                client.delete(*keys)
+            finally:
+                client.close()
 
     # ---- waiting ----------------------------------------------------------------------------------------------
     def check_alive(self, what: str) -> None:
@@ -289,6 +406,14 @@ class AirflowStack:
             return h if ok else {}
 
         return self.wait_for("all components to report healthy", healthy, timeout)
+
+    def wait_workers_ready(self, timeout: float = 120) -> None:
+        """Wait until every Celery worker has connected to the broker and consumes (its log says ``ready.``)."""
+        self.wait_for(
+            f"Celery workers {sorted(self.workers)} to be ready",
+            lambda: all(f"{host} ready." in self.log(name, since_start=True) for name, host in self.workers.items()),
+            timeout,
+        )
 
     # ---- REST -------------------------------------------------------------------------------------------------
     def admin_password(self, timeout: float = 60) -> str:
