@@ -18,14 +18,13 @@ import re
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_multicloud.cli.airflow_local import REPO_DAGS
-from airflow_multicloud.cli.serve import connection_env, start_services
+from airflow_multicloud.cli.serve import connection_env
 from airflow_multicloud.testing.airflow_stack import AirflowStack, celery_problem, postgres_problem
 
 pytestmark = pytest.mark.e2e
@@ -50,17 +49,6 @@ def celery_services() -> None:
             f"needs the Celery provider and Redis on 127.0.0.1:6379: {problem}. Install the dev extra "
             "(pip install -c constraints.txt -e '.[dev]') and start Redis (redis-server --daemonize yes)"
         )
-
-
-@pytest.fixture
-def clouds(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """Local S3/COS/OSS of this test alone, so their request logs hold only this test's requests."""
-    services = start_services(data_dir=str(tmp_path / "clouds"))
-    try:
-        yield services
-    finally:
-        for svc in services.values():
-            svc.stop()
 
 
 def partition_files() -> dict[str, bytes]:

@@ -30,7 +30,6 @@ from airflow_multicloud.cli.airflow_local import (
     connection_env,
     write_demo_dataset,
 )
-from airflow_multicloud.cli.serve import start_services
 from airflow_multicloud.testing.airflow_stack import AirflowStack, postgres_problem
 
 pytestmark = pytest.mark.e2e
@@ -214,17 +213,6 @@ def check_asset_events(
             assert extra["ok"] is True and extra["failed"] == 0, extra
             assert extra["objects"] == 4 and extra["copied"] == 4, extra
     return list(events)
-
-
-@pytest.fixture
-def clouds(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """Local S3/COS/OSS of this test alone, so the buckets can have the names the DAG and the docs use."""
-    services = start_services(data_dir=str(tmp_path / "clouds"))
-    try:
-        yield services
-    finally:
-        for svc in services.values():
-            svc.stop()
 
 
 @pytest.mark.timeout(420)
