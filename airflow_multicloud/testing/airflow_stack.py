@@ -429,9 +429,20 @@ class AirflowStack:
             self._token = str(self._request("POST", "/auth/token", body, token=None)["access_token"])
         return self._token
 
-    def rest(self, method: str, path: str, json: Any = None) -> Any:
-        """Call the public REST API as admin (``path`` like ``/api/v2/dags``); the decoded JSON answer."""
-        return self._request(method, path, json, token=self.token())
+    def rest(self, method: str, path: str, json: Any = None, busy_retries: int = 10) -> Any:
+        """Call the public REST API as admin (``path`` like ``/api/v2/dags``); the decoded JSON answer.
+
+        On SQLite the API answers 503 "Database is locked" while another component writes (backfill creation
+        does so on purpose); nothing was changed then, so the call is made again, up to ``busy_retries`` times.
+        """
+        for attempt in range(busy_retries + 1):
+            try:
+                return self._request(method, path, json, token=self.token())
+            except AirflowStackError as exc:
+                if attempt == busy_retries or not _database_busy(str(exc)):
+                    raise
+                time.sleep(min(0.5 * 2**attempt, 5.0))
+        raise AssertionError("unreachable")
 
     def _request(self, method: str, path: str, body: Any, token: str | None) -> Any:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -464,6 +475,11 @@ class AirflowStack:
         """Unpause one DAG once it is parsed (the other DAGs of the folder stay paused)."""
         self.wait_dag(dag_id, timeout)
         self.rest("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+
+def _database_busy(message: str) -> bool:
+    """An API error saying the SQLite metadata DB was locked: the request changed nothing and may be sent again."""
+    return " -> 503: " in message and "database is locked" in message.lower()
 
 
 def _load_or_create_secrets(path: Path | None, make: Callable[[], dict[str, str]]) -> dict[str, str]:
