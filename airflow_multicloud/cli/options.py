@@ -74,8 +74,14 @@ def add_replication_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-age", type=duration, help="only objects younger than this (e.g. 7d)")
     p.add_argument("--dry-run", action="store_true", help="plan and report, write nothing")
     p.add_argument("--allow-empty", action="store_true", help="an empty source is not an error")
-    p.add_argument("--workers", type=int, default=32, help="objects in flight (default 32)")
-    p.add_argument("--large-workers", type=int, default=2, help="multipart objects in flight (default 2)")
+    o = ReplicationOptions
+    p.add_argument("--workers", type=int, default=o.workers, help=f"objects in flight (default {o.workers})")
+    p.add_argument(
+        "--large-workers",
+        type=int,
+        default=o.large_workers,
+        help=f"multipart objects in flight (default {o.large_workers})",
+    )
     d = DEFAULT_TRANSFER
     p.add_argument(
         "--threshold",
