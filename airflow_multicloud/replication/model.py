@@ -25,6 +25,23 @@ class Overwrite(StrEnum):
     NEVER = "never"
 
 
+class SourceProof(StrEnum):
+    """How the bytes read from the source were proven to be the source's bytes (a manifest's ``source_proof``).
+
+    Every value but ``UNVERIFIED`` is a proof; ``UNVERIFIED`` only appears in manifests written before source
+    proofs existed and never counts as verified.
+    """
+
+    MD5_ETAG = "source-md5"  # single-part upload: the ETag is the MD5 of the bytes
+    CRC64 = "source-crc64"  # COS/OSS native whole-object CRC64-XZ
+    S3_CHECKSUM = "source-s3-checksum"  # S3 full-object checksum (asked for with ChecksumMode=ENABLED)
+    MULTIPART_ETAG = "source-multipart-etag"  # composite ETag recomputed with the source's own part layout
+    RECORDED_CRC64 = "source-recorded-crc64"  # the CRC64 our own earlier verified copy stored in its metadata
+    REREAD = "source-reread"  # nothing independent: a second read of the object hashed the same as the first
+    LOCAL_STABLE = "source-local-stable"  # local file: same size/mtime/inode across the read, and a second hash
+    UNVERIFIED = "source-unverified"
+
+
 def parse_choice(enum: type[Enum], value: object, name: str) -> Any:
     try:
         return enum(value)
