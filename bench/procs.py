@@ -120,6 +120,7 @@ class ChildResult:
     stderr: str
     maxrss_mib: float  # the child's own peak RSS, from wait4
     wall_s: float
+    cpu_s: float = 0.0  # the child's user + system CPU seconds, from the same wait4
 
     def json(self) -> dict[str, Any]:
         """The last JSON document the child printed on stdout (one line, or the whole output)."""
@@ -155,7 +156,8 @@ def run_child(argv: list[str], env: dict[str, str] | None = None, timeout: float
         _live.discard(proc)
         out.seek(0)
         err.seek(0)
-        result = ChildResult(proc.returncode, out.read(), err.read(), usage.ru_maxrss / 1024, wall)
+        cpu = usage.ru_utime + usage.ru_stime
+        result = ChildResult(proc.returncode, out.read(), err.read(), usage.ru_maxrss / 1024, wall, cpu)
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-15:])
         raise RuntimeError(f"{' '.join(argv[:4])} ... exited {result.returncode}:\n{tail}")
