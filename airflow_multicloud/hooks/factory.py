@@ -13,8 +13,6 @@ from airflow_multicloud.schemes import SCHEMES
 from airflow_multicloud.stores.base import ObjectStore, TransferConfig
 from airflow_multicloud.uri import parse_uri
 
-DEFAULT_CONN_IDS = {name: spec.default_conn_id for name, spec in SCHEMES.items()}
-
 
 class MissingConnectionError(MulticloudError, ValueError):
     """The Airflow connection named for a dataset does not exist."""
