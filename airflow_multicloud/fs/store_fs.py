@@ -137,7 +137,8 @@ class StoreFileSystem(AbstractFileSystem):
             size = store.head(key).size
             start, end = _from_start(start, size), _from_start(end, size)
         try:
-            return b"".join(store.read(key, start or 0, end))
+            chunk = max((end or 0) - (start or 0), StoreFile.DEFAULT_BLOCK_SIZE)  # joined whole: few large reads
+            return b"".join(store.read(key, start or 0, end, chunk_size=chunk))
         except ObjectNotFoundError:
             raise FileNotFoundError(f"{self.scheme}://{store.bucket}/{key}") from None
 
@@ -216,7 +217,8 @@ class StoreFile(AbstractBufferedFile):
         super().__init__(fs, path, mode, **kwargs)
 
     def _fetch_range(self, start: int, end: int) -> bytes:
-        return b"".join(self._store.read(self._key, start, end))
+        # the range is joined whole anyway: one read of it is about twice as fast as 1 MiB chunks (measured)
+        return b"".join(self._store.read(self._key, start, end, chunk_size=max(end - start, MiB)))
 
     def _initiate_upload(self) -> None:
         # closed in _upload_chunk(final=True) or discard(): it lives as long as the file object
