@@ -160,8 +160,10 @@ class StoreFileSystem(AbstractFileSystem):
             return
         except ObjectNotFoundError:
             raise FileNotFoundError(f"{self.scheme}://{src.bucket}/{src_key}") from None
-        except StoreError:
-            pass  # buckets on two services (or regions) the store cannot copy between: stream the bytes
+        except StoreError as exc:
+            if type(exc) is not StoreError:  # access denied, no such bucket...: streaming would fail the same way
+                raise
+            # buckets on two services (or regions) the store cannot copy between: stream the bytes
         verify_write(dst, dst.write(dst_key, src.read(src_key)))
 
     def _rm(self, path: str) -> None:
@@ -195,6 +197,7 @@ class StoreFileSystem(AbstractFileSystem):
                 f"{self.scheme}://{self._strip_protocol(path)}: object stores cannot append; read the object, "
                 "and write it again whole"
             )
+        # checked, not enforced by the store: a writer racing this one between the check and close still wins
         if mode == "xb" and self.exists(path):
             raise FileExistsError(f"{self.scheme}://{self._strip_protocol(path)}")
         return StoreFile(self, path, mode, block_size=block_size, cache_options=cache_options, **kwargs)

@@ -142,12 +142,18 @@ def test_a_with_block_left_by_an_exception_uploads_nothing(cloud: Any) -> None:
 def test_copy_within_the_store_and_default_connection(cloud: Any) -> None:
     from airflow.sdk import ObjectStoragePath
 
-    _, scheme, bucket = cloud
+    service, scheme, bucket = cloud
     src = ObjectStoragePath(f"{scheme}://{bucket}/a/src.txt")  # no conn id in the URL: the scheme's default
     src.write_text("copied")
     dst = ObjectStoragePath(f"{scheme}://{bucket}/b/dst.txt")
     src.copy(dst)
-    assert dst.read_text() == "copied" and src.exists()
+    other = ObjectStoragePath(f"{scheme}://{service.create_bucket()}/c/dst.txt")
+    service.clear_log()
+    src.copy(other)
+    assert not [r for r in service.requests if r.body_bytes_out], "another bucket of the same service: server-side"
+    assert dst.read_text() == other.read_text() == "copied" and src.exists()
+    with pytest.raises(FileNotFoundError):
+        (src.parent / "absent.txt").copy(dst)
 
 
 @both
