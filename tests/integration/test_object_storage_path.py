@@ -219,3 +219,27 @@ def test_the_provider_registers_the_filesystems() -> None:
     assert {"airflow_multicloud.fs.cos", "airflow_multicloud.fs.oss"} <= set(
         ProvidersManagerTaskRuntime().filesystem_module_names
     )
+
+
+@pytest.mark.parametrize("cloud", ["cos"], indirect=True)
+def test_cosn_is_the_same_filesystem(cloud: Any) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    _, _, bucket = cloud
+    ObjectStoragePath(f"cos://cos_default@{bucket}/k.txt").write_text("one store")
+    cosn = ObjectStoragePath(f"cosn://cos_default@{bucket}/k.txt")
+    assert cosn.read_text() == "one store" and cosn.bucket == bucket and cosn.key == "k.txt"
+
+
+@both
+def test_a_path_survives_serialization_with_its_connection(cloud: Any) -> None:
+    """What XCom does between two tasks: the connection id travels, never a secret."""
+    from airflow.sdk import ObjectStoragePath
+
+    service, scheme, bucket = cloud
+    path = ObjectStoragePath(f"{scheme}://{CONN_IDS[scheme]}@{bucket}/x.txt")
+    path.write_text("passed on")
+    data = path.serialize()
+    assert service.connection(CONN_IDS[scheme])["password"] not in json.dumps(data, default=str)
+    again = ObjectStoragePath.deserialize(data, ObjectStoragePath.__version__)
+    assert again.conn_id == CONN_IDS[scheme] and again.read_text() == "passed on"
