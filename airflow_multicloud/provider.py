@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_multicloud import __version__
+from airflow_multicloud.schemes import SCHEMES
 
 _STRING = {"type": ["string", "null"]}
 _SECRET = {"type": ["string", "null"], "format": "password"}
@@ -73,16 +74,13 @@ def get_provider_info() -> dict[str, Any]:
         "connection-types": [COS_CONNECTION, OSS_CONNECTION],
         "asset-uris": [
             {
-                "schemes": ["cos", "cosn"],
-                "handler": "airflow_multicloud.assets.cos.sanitize_uri",
-                "factory": "airflow_multicloud.assets.cos.create_asset",
-                "to_openlineage_converter": "airflow_multicloud.assets.cos.convert_asset_to_openlineage",
-            },
-            {
-                "schemes": ["oss"],
-                "handler": "airflow_multicloud.assets.oss.sanitize_uri",
-                "factory": "airflow_multicloud.assets.oss.create_asset",
-                "to_openlineage_converter": "airflow_multicloud.assets.oss.convert_asset_to_openlineage",
-            },
+                "schemes": list(spec.spellings),
+                "handler": f"{spec.asset_module}.sanitize_uri",
+                "factory": f"{spec.asset_module}.create_asset",
+                "to_openlineage_converter": f"{spec.asset_module}.convert_asset_to_openlineage",
+            }
+            for spec in SCHEMES.values()
+            if spec.asset_module
         ],
+        "filesystems": [spec.fs_module for spec in SCHEMES.values() if spec.fs_module],
     }

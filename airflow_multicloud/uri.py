@@ -3,16 +3,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from airflow_multicloud.errors import InvalidURIError
-
-SCHEME_ALIASES = {"s3": "s3", "s3a": "s3", "cos": "cos", "cosn": "cos", "oss": "oss", "file": "file"}
-_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
-_COS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9\-]*-\d+$")
-_OSS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9\-]{1,61}[a-z0-9]$")
+from airflow_multicloud.schemes import SCHEME_ALIASES, SCHEMES, listed
 
 
 @dataclass(frozen=True)
@@ -38,14 +33,12 @@ def parse_uri(uri: str) -> DatasetURI:
     if not isinstance(uri, str) or "://" not in uri:
         raise InvalidURIError(
             f"{uri!r} is not a dataset URI: expected scheme://bucket/prefix, e.g. s3://my-bucket/sales/ "
-            "(schemes: s3, cos, cosn, oss, file)"
+            f"(schemes: {listed()})"
         )
     raw_scheme, rest = uri.split("://", 1)
     scheme = SCHEME_ALIASES.get(raw_scheme.lower())
     if scheme is None:
-        raise InvalidURIError(
-            f"{uri!r} has unknown scheme {raw_scheme!r}: use one of s3://, cos:// (or cosn://), oss://, file://"
-        )
+        raise InvalidURIError(f"{uri!r} has unknown scheme {raw_scheme!r}: use one of {listed()}")
     if scheme == "file":
         path = urlsplit(uri).path if rest.startswith("/") else ""
         if not path.startswith("/"):
@@ -59,11 +52,6 @@ def parse_uri(uri: str) -> DatasetURI:
 def _check_bucket(uri: str, scheme: str, bucket: str) -> None:
     if not bucket:
         raise InvalidURIError(f"{uri!r} names no bucket: expected {scheme}://bucket/prefix")
-    pattern = {"s3": _S3_BUCKET, "cos": _COS_BUCKET, "oss": _OSS_BUCKET}[scheme]
-    if not pattern.match(bucket):
-        hint = {
-            "s3": "3-63 lowercase letters, digits, dots and hyphens",
-            "cos": "lowercase name followed by -APPID, e.g. backups-1250000000",
-            "oss": "3-63 lowercase letters, digits and hyphens",
-        }[scheme]
-        raise InvalidURIError(f"{uri!r}: bucket {bucket!r} is not a valid {scheme} bucket name ({hint})")
+    spec = SCHEMES[scheme]
+    if spec.bucket_pattern is not None and not spec.bucket_pattern.match(bucket):
+        raise InvalidURIError(f"{uri!r}: bucket {bucket!r} is not a valid {scheme} bucket name ({spec.bucket_hint})")

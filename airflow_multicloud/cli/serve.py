@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from airflow_multicloud.schemes import SCHEMES
+
 
 def start_services(
     only: list[str] | None = None, ports: dict[str, int] | None = None, data_dir: str | None = None
@@ -36,7 +38,7 @@ def start_services(
     return started
 
 
-CONN_IDS = {"s3": "aws_default", "cos": "cos_default", "oss": "oss_default"}
+CONN_IDS = {name: SCHEMES[name].default_conn_id for name in ("s3", "cos", "oss")}
 
 
 def connection_env(services: Mapping[str, Any], names: Iterable[str] = CONN_IDS) -> dict[str, str]:

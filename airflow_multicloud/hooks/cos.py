@@ -85,3 +85,9 @@ class CosHook(BaseHook):
         return CosStore.from_settings(
             bucket, **self._settings(), label=self.cos_conn_id, transfer=transfer, retries=self.retries
         )
+
+
+def open_bucket(conn_id: str, bucket: str, transfer: TransferConfig | None = None) -> tuple[CosStore, CosHook]:
+    """The opener ``schemes.py`` names for ``cos://``: the store and the hook that built it."""
+    hook = CosHook(cos_conn_id=conn_id)
+    return hook.get_store(bucket, transfer=transfer), hook

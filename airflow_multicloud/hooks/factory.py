@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from airflow_multicloud.errors import MulticloudError
 from airflow_multicloud.replication.model import Location
+from airflow_multicloud.schemes import SCHEMES
 from airflow_multicloud.stores.base import ObjectStore, TransferConfig
 from airflow_multicloud.uri import parse_uri
-
-DEFAULT_CONN_IDS = {"s3": "aws_default", "cos": "cos_default", "oss": "oss_default", "file": ""}
 
 
 class MissingConnectionError(MulticloudError, ValueError):
@@ -34,27 +34,18 @@ def require_connection(conn_id: str, scheme: str) -> None:
 
 def _open(scheme: str, bucket: str, conn_id: str | None, transfer: TransferConfig | None) -> tuple[ObjectStore, Any]:
     """The store and the hook that built it (None for local files)."""
-    conn = conn_id or DEFAULT_CONN_IDS[scheme]
-    if scheme != "file" and not (scheme == "s3" and conn == "aws_default"):
+    spec = SCHEMES[scheme]
+    if not spec.opener:
+        from airflow_multicloud.stores.local import LocalStore
+
+        return LocalStore(bucket, label="local files", transfer=transfer), None
+    conn = conn_id or spec.default_conn_id
+    if not (spec.connection_optional and conn == spec.default_conn_id):
         require_connection(conn, scheme)
-    if scheme == "s3":
-        from airflow_multicloud.hooks.s3 import make_s3_hook, s3_store_from_connection
-
-        s3_hook = make_s3_hook(conn)
-        return s3_store_from_connection(conn, bucket, transfer=transfer, hook=s3_hook), s3_hook
-    if scheme == "cos":
-        from airflow_multicloud.hooks.cos import CosHook
-
-        cos_hook = CosHook(cos_conn_id=conn)
-        return cos_hook.get_store(bucket, transfer=transfer), cos_hook
-    if scheme == "oss":
-        from airflow_multicloud.hooks.oss import OssHook
-
-        oss_hook = OssHook(oss_conn_id=conn)
-        return oss_hook.get_store(bucket, transfer=transfer), oss_hook
-    from airflow_multicloud.stores.local import LocalStore
-
-    return LocalStore(bucket, label="local files", transfer=transfer), None
+    module, _, function = spec.opener.partition(":")
+    opener: Callable[[str, str, TransferConfig | None], tuple[ObjectStore, Any]]
+    opener = getattr(importlib.import_module(module), function)
+    return opener(conn, bucket, transfer)
 
 
 def open_store(scheme: str, bucket: str, conn_id: str | None, transfer: TransferConfig | None = None) -> ObjectStore:

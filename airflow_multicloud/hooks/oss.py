@@ -138,3 +138,9 @@ class OssHook(BaseHook):
             else oss2.make_auth(s.access_key_id, s.access_key_secret, s.auth_version)
         )
         return oss2.Service(auth, s.endpoint, region=s.region)
+
+
+def open_bucket(conn_id: str, bucket: str, transfer: TransferConfig | None = None) -> tuple[OssStore, OssHook]:
+    """The opener ``schemes.py`` names for ``oss://``: the store and the hook that built it."""
+    hook = OssHook(oss_conn_id=conn_id)
+    return hook.get_store(bucket, transfer=transfer), hook

@@ -33,3 +33,9 @@ def s3_store_from_connection(
     """
     client = (hook or make_s3_hook(conn_id)).get_conn()
     return S3Store(client, bucket, label=conn_id, transfer=transfer)
+
+
+def open_bucket(conn_id: str, bucket: str, transfer: TransferConfig | None = None) -> tuple[S3Store, Any]:
+    """The opener ``schemes.py`` names for ``s3://``: the store and the S3Hook that built it."""
+    hook = make_s3_hook(conn_id)
+    return s3_store_from_connection(conn_id, bucket, transfer=transfer, hook=hook), hook

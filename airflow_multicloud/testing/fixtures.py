@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from airflow_multicloud.schemes import SCHEMES
 from airflow_multicloud.testing.dag_runner import run_dag
 from airflow_multicloud.testing.services import LocalService
 
@@ -82,7 +83,7 @@ def oss_service(clean_services: dict[str, LocalService]) -> LocalService:
 @pytest.fixture
 def airflow_connections(monkeypatch: pytest.MonkeyPatch, clean_services: dict[str, LocalService]) -> dict[str, str]:
     """``AIRFLOW_CONN_*`` variables for the local services: aws_default, cos_default, oss_default."""
-    ids = {"s3": "aws_default", "cos": "cos_default", "oss": "oss_default"}
+    ids = {name: SCHEMES[name].default_conn_id for name in ("s3", "cos", "oss")}
     for name, conn_id in ids.items():
         conn = clean_services[name].connection(conn_id)
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))

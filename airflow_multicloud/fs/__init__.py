@@ -1,0 +1,1 @@
+"""fsspec filesystems for ``cos://`` and ``oss://``, registered with Airflow for ``ObjectStoragePath``."""
