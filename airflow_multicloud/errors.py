@@ -43,3 +43,7 @@ class IntegrityError(StoreError):
     """Bytes arrived different from what was sent: a checksum mismatch."""
 
     retryable = True
+
+
+class RetentionLockedError(StoreError):
+    """The store refused a delete or an overwrite because the object is under a retention lock (WORM)."""

@@ -22,6 +22,7 @@ from typing import ClassVar
 
 from airflow_multicloud.checksums import Crc64, crc64
 from airflow_multicloud.errors import IntegrityError, StoreError
+from airflow_multicloud.stores.retention import NO_RETENTION, ObjectRetention, RetentionPolicy, RetentionStatus
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,18 @@ class ObjectStore(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Delete one object; deleting an absent object is not an error."""
+
+    # ---- write-once retention (stores that can hold it override these) -----------------------------
+    #: set by the engine for a run with ``retention=``: every object this store writes then carries it
+    retention: RetentionPolicy | None = None
+
+    def retention_status(self) -> RetentionStatus:
+        """Whether this bucket can hold write-once retention, and its default or bucket-wide period."""
+        return RetentionStatus(False, remedy=f"{self.scheme} storage has no write-once retention")
+
+    def object_retention(self, key: str) -> ObjectRetention:
+        """The retention ``key`` carries now (one request where the store has it per object)."""
+        return NO_RETENTION
 
     # ---- multipart primitives ----------------------------------------------------------------------
     @abstractmethod

@@ -6,7 +6,7 @@ import builtins
 import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_multicloud.checksums import Crc64
@@ -16,6 +16,7 @@ from airflow_multicloud.errors import (
     IntegrityError,
     InvalidKeyError,
     ObjectNotFoundError,
+    RetentionLockedError,
     StoreError,
     TransientStoreError,
 )
@@ -30,6 +31,7 @@ from airflow_multicloud.stores.base import (
     check_sent_part,
     md5_b64,
 )
+from airflow_multicloud.stores.retention import NO_RETENTION, ObjectRetention, RetentionStatus
 
 if TYPE_CHECKING:
     import oss2
@@ -61,6 +63,7 @@ class OssStore(ObjectStore):
     def __init__(self, client: oss2.Bucket, *, label: str = "", transfer: TransferConfig | None = None) -> None:
         super().__init__(client.bucket_name, label=label, transfer=transfer)
         self.client = client
+        self._worm_cache: RetentionStatus | None = None
 
     @classmethod
     def from_settings(
@@ -160,6 +163,11 @@ class OssStore(ObjectStore):
             return AccessDeniedError(
                 f"OSS refused connection {self.label!r} on {self._where(key)}: {reason} of that connection {detail}"
             )
+        if code == "FileImmutable":
+            return RetentionLockedError(
+                f"OSS refused to delete or overwrite {self._where(key)}: the bucket's WORM retention policy holds it "
+                f"{detail}"
+            )
         if code in ("InvalidObjectName", "KeyTooLong"):
             return InvalidKeyError(f"OSS cannot hold key {key!r}: object names are 1-1023 bytes of UTF-8 {detail}")
         if code in ("InvalidDigest", "BadDigest"):
@@ -252,6 +260,32 @@ class OssStore(ObjectStore):
     def delete(self, key: str) -> None:
         with self._errors(key):
             self.client.delete_object(key)
+
+    # ---- WORM (OSS retains at bucket level: every object for the policy's days after its last change) ----------
+    def retention_status(self) -> RetentionStatus:
+        import oss2
+
+        remedy = (
+            f"give bucket {self.bucket!r} a WORM retention policy (InitiateBucketWorm with the days, then "
+            "CompleteBucketWorm to lock it)"
+        )
+        try:
+            with self._errors():
+                worm = self.client.get_bucket_worm()
+        except StoreError as exc:
+            if isinstance(exc.__cause__, oss2.exceptions.OssError) and exc.__cause__.status == 404:
+                return RetentionStatus(False, "bucket", remedy=remedy)
+            raise
+        locked = worm.state == "Locked"
+        return RetentionStatus(True, "bucket", "COMPLIANCE", worm.retention_period_days, locked, remedy=remedy)
+
+    def object_retention(self, key: str) -> ObjectRetention:
+        status = self._worm_cache or self.retention_status()
+        self._worm_cache = status
+        modified = self.head(key).last_modified
+        if not status.enabled or status.days is None or modified is None:
+            return NO_RETENTION
+        return ObjectRetention("COMPLIANCE", modified + timedelta(days=status.days))
 
     # ---- multipart primitives ---------------------------------------------------------------------
     @staticmethod

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, cast
 from urllib.parse import quote, unquote
 
 from airflow_multicloud.testing import disk
+from airflow_multicloud.testing.cos_locks import CosLockOps
 from airflow_multicloud.testing.cos_protocol import (
     SignatureError,
     iso_time,
@@ -29,6 +30,7 @@ from airflow_multicloud.testing.cos_protocol import (
     xml_document,
 )
 from airflow_multicloud.testing.http import AbortConnection, ObjectHandler
+from airflow_multicloud.testing.locks import RetentionRefused
 
 log = logging.getLogger(__name__)
 _ERRORS: dict[type[Exception], tuple[int, str]] = {
@@ -37,6 +39,7 @@ _ERRORS: dict[type[Exception], tuple[int, str]] = {
     disk.NoSuchUpload: (404, "NoSuchUpload"),
     disk.InvalidPart: (400, "InvalidPart"),
     disk.BadDigest: (400, "BadDigest"),
+    RetentionRefused: (403, "AccessDenied"),
 }
 
 
@@ -46,7 +49,7 @@ class CosError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-class CosHandler(ObjectHandler):
+class CosHandler(CosLockOps, ObjectHandler):
     server_version = "tencent-cos"
 
     def handle(self) -> None:
@@ -72,6 +75,10 @@ class CosHandler(ObjectHandler):
 
     def _operation(self) -> str:
         q, m = self.query, self.command
+        if "object-lock" in q and not self.key and m in ("PUT", "GET"):
+            return m.capitalize() + "BucketObjectLock"
+        if "retention" in q and self.key and m in ("PUT", "GET"):
+            return m.capitalize() + "ObjectRetention"
         if not self.key:
             table = {"HEAD": "HeadBucket", "PUT": "PutBucket", "DELETE": "DeleteBucket"}
             if m == "GET":
@@ -229,14 +236,23 @@ class CosHandler(ObjectHandler):
         root = ET.fromstring(self._small_body())
         quiet = (root.findtext("Quiet") or "false").lower() == "true"
         deleted = []
+        errors: list[tuple[str, Any]] = []
         for node in root.iter("Object"):
             key = node.findtext("Key") or ""
+            try:
+                self.guard(key)
+            except RetentionRefused as exc:
+                errors.append(("Error", [("Key", key), ("Code", "AccessDenied"), ("Message", str(exc))]))
+                continue
             self.server.buckets.delete(self.bucket, key)
+            self.server.locks.forget(self.bucket, key)
             deleted.append(("Deleted", [("Key", key)]))
-        self._reply(200, "DeleteResult", [] if quiet else deleted)
+        self._reply(200, "DeleteResult", ([] if quiet else deleted) + errors)
 
     # ---- objects -------------------------------------------------------------------------------------
     def op_PutObject(self) -> None:
+        asked = self.requested_lock()
+        self.guard(self.key)
         obj = self.server.buckets.put(
             self.bucket,
             self.key,
@@ -246,6 +262,7 @@ class CosHandler(ObjectHandler):
             metadata=self._user_metadata(),
             content_md5_hex=self._content_md5_hex(),
         )
+        self.retain_written(self.key, asked)
         self._reply(headers={"ETag": f'"{obj.etag}"', "x-cos-hash-crc64ecma": str(obj.crc64)})
 
     def op_HeadObject(self) -> None:
@@ -275,12 +292,16 @@ class CosHandler(ObjectHandler):
         return found
 
     def op_DeleteObject(self) -> None:
+        self.guard(self.key)
         self.server.buckets.delete(self.bucket, self.key)
+        self.server.locks.forget(self.bucket, self.key)
         self._reply(204)
 
     def op_CopyObject(self) -> None:
         src_bucket, src_key = self._copy_source()
         replace = self.headers.get("x-cos-metadata-directive", "Copy").lower() == "replaced"
+        asked = self.requested_lock()
+        self.guard(self.key)
         obj = self.server.buckets.copy(
             src_bucket,
             src_key,
@@ -289,6 +310,7 @@ class CosHandler(ObjectHandler):
             metadata=self._user_metadata() if replace else None,
             content_type=self.headers.get("Content-Type") if replace else None,
         )
+        self.retain_written(self.key, asked)
         self._reply(
             200,
             "CopyObjectResult",
@@ -298,12 +320,15 @@ class CosHandler(ObjectHandler):
 
     # ---- multipart -----------------------------------------------------------------------------------
     def op_InitiateMultipartUpload(self) -> None:
+        asked = self.requested_lock()
         up = self.server.buckets.create_upload(
             self.bucket,
             self.key,
             content_type=self.headers.get("Content-Type") or "application/octet-stream",
             metadata=self._user_metadata(),
         )
+        if asked is not None:
+            self.server.locks.pending[up.upload_id] = asked
         self._reply(
             200,
             "InitiateMultipartUploadResult",
@@ -361,7 +386,10 @@ class CosHandler(ObjectHandler):
             parts = [(int(p.findtext("PartNumber") or 0), p.findtext("ETag") or "") for p in root.iter("Part")]
         except (ET.ParseError, ValueError):
             raise CosError(400, "MalformedXML", "the CompleteMultipartUpload body is not valid XML") from None
+        self.guard(self.key)
+        asked = self.server.locks.pending.pop(up.upload_id, None)
         obj = self.server.buckets.complete(up.upload_id, parts)
+        self.retain_written(obj.key, asked)
         self._reply(
             200,
             "CompleteMultipartUploadResult",

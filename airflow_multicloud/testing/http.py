@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from airflow_multicloud.testing.disk import DiskBuckets
 from airflow_multicloud.testing.faults import Faults
+from airflow_multicloud.testing.locks import LockRegistry
 
 log = logging.getLogger(__name__)
 
@@ -308,6 +309,7 @@ class LocalObjectServer(ThreadingHTTPServer):
         self._tmpdir = tempfile.TemporaryDirectory(prefix="multicloud-") if root is None else None
         self.root = Path(root) if root is not None else Path(self._tmpdir.name)  # type: ignore[union-attr]
         self.buckets = DiskBuckets(self.root)
+        self.locks = LockRegistry(self.root)
         self.credentials = dict(credentials or {})
         self.faults = Faults()
         self.requests: list[RequestRecord] = []

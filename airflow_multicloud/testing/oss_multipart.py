@@ -98,6 +98,7 @@ class MultipartHandler(OssHandlerBase):
         for number, _ in parts[:-1]:
             if number in up.parts and up.parts[number].size < MIN_PART_SIZE:
                 raise OssFailure(400, "EntityTooSmall", f"Part {number} is smaller than {MIN_PART_SIZE} bytes.")
+        self.guard(self.key)
         obj = self.server.buckets.complete(up.upload_id, parts)
         body = xml.complete(self.bucket, obj, self.server.endpoint, self.query.get("encoding-type") == "url")
         self._ok(body, self._written(obj.etag, obj.crc64))

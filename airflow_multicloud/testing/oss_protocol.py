@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from airflow_multicloud.testing import disk
 from airflow_multicloud.testing import oss_xml as xml
 from airflow_multicloud.testing.http import AbortConnection, LocalObjectServer, ObjectHandler
+from airflow_multicloud.testing.locks import RetentionRefused
 from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,17 @@ class OssHandlerBase(ObjectHandler):
         if self.command == "HEAD":
             headers["x-oss-err"] = base64.b64encode(body).decode()  # HEAD has no body: oss2 reads the error here
         self.send_bytes(status, body, headers)
+
+    def guard(self, key: str) -> None:
+        """Refuse to delete or overwrite ``key`` while the bucket's WORM retention holds it (409 FileImmutable)."""
+        try:
+            modified: float | None = self.server.buckets.head(self.bucket, key).last_modified
+        except KeyError:
+            modified = None
+        try:
+            self.server.locks.guard(self.bucket, key, modified)
+        except RetentionRefused as exc:
+            raise OssFailure(409, "FileImmutable", f"The object you specified is immutable: {exc}.") from None
 
     def _ok(self, body: bytes = b"", headers: dict[str, str] | None = None, status: int = 200) -> None:
         self.send_bytes(status, body, self._hdrs(headers))

@@ -23,6 +23,7 @@ from airflow_multicloud.testing.http import DiskBackedService
 from airflow_multicloud.testing.oss_auth import check_signature
 from airflow_multicloud.testing.oss_multipart import MultipartHandler
 from airflow_multicloud.testing.oss_protocol import OssFailure, OssServer
+from airflow_multicloud.testing.oss_worm import WormOps
 from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class OssHandler(MultipartHandler):
+class OssHandler(WormOps, MultipartHandler):
     """Routes each request to its OSS operation, after checking its signature."""
 
     # ---- routing ----------------------------------------------------------------------------------
@@ -61,6 +62,11 @@ class OssHandler(MultipartHandler):
             return "ListBuckets", self._unsupported
         if not self.key:
             table: dict[tuple[str, str | None], tuple[str, Callable[[], None]]] = {
+                ("POST", "wormExtend"): ("ExtendBucketWorm", self._extend_worm),
+                ("POST", "wormId"): ("CompleteBucketWorm", self._complete_worm),
+                ("POST", "worm"): ("InitiateBucketWorm", self._init_worm),
+                ("GET", "worm"): ("GetBucketWorm", self._get_worm),
+                ("DELETE", "worm"): ("AbortBucketWorm", self._abort_worm),
                 ("PUT", None): ("PutBucket", self._put_bucket),
                 ("DELETE", None): ("DeleteBucket", self._delete_bucket),
                 ("GET", "bucketInfo"): ("GetBucketInfo", self._bucket_info),
@@ -145,6 +151,8 @@ class OssHandler(MultipartHandler):
         except ET.ParseError:
             raise OssFailure(400, "MalformedXML", "The XML you provided was not well-formed.") from None
         keys = [node.findtext("Key") or "" for node in root.findall("Object")]
+        for key in keys:  # nothing is deleted when one of them is retained
+            self.guard(key)
         for key in keys:
             self.server.buckets.delete(self.bucket, key)
         quiet = (root.findtext("Quiet") or "false").lower() == "true"
@@ -152,6 +160,7 @@ class OssHandler(MultipartHandler):
 
     # ---- objects ----------------------------------------------------------------------------------
     def _put(self) -> None:
+        self.guard(self.key)
         obj = self.server.buckets.put(
             self.bucket,
             self.key,
@@ -210,12 +219,14 @@ class OssHandler(MultipartHandler):
             self.send_object(200, f, 0, obj.size, self._object_headers(obj))
 
     def _delete(self) -> None:
+        self.guard(self.key)
         self.server.buckets.delete(self.bucket, self.key)
         self._ok(status=204)
 
     def _copy(self) -> None:
         src_bucket, src_key = self._copy_source()
         replace = self.headers.get("x-oss-metadata-directive", "COPY").upper() == "REPLACE"
+        self.guard(self.key)
         obj = self.server.buckets.copy(
             src_bucket,
             src_key,
