@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from threading import Semaphore
 
 from airflow_multicloud.errors import MulticloudError, StoreError
+from airflow_multicloud.replication import cost as costs
 from airflow_multicloud.replication.copy import CopyOptions, copy_object
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, manifest_record, write_manifest
 from airflow_multicloud.replication.model import (
@@ -25,6 +26,12 @@ from airflow_multicloud.replication.model import (
 )
 from airflow_multicloud.replication.plan import Filters, plan_copy
 from airflow_multicloud.replication.progress import Progress
+from airflow_multicloud.replication.retention import (
+    delete_unless_retained,
+    locked_as_conflicts,
+    parse_retention,
+    prepare_destinations,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,11 @@ class ReplicationOptions:
     :param workers: objects copied at once; ``large_workers`` of them at most may be multipart uploads.
     :param dry_run: plan and report, write nothing.
     :param allow_empty: an empty source is an error unless this is set.
+    :param retention: keep every replica written write-once for this many days, or until this ISO date.
+    :param retention_mode: ``COMPLIANCE`` (nobody can shorten it) or ``GOVERNANCE`` (S3: privileged users can).
+    :param require_immutable: refuse to start unless every destination can hold the retention (or has a lock).
+    :param max_cost: refuse to start when the estimated cost is above this (currency of the pricing table).
+    :param pricing: path of a JSON pricing table replacing the shipped one.
     """
 
     mode: Mode = Mode.COPY
@@ -64,6 +76,11 @@ class ReplicationOptions:
     allow_empty: bool = False
     progress_interval: float = 10.0
     run_id: str = ""
+    retention: int | str | None = None
+    retention_mode: str = "COMPLIANCE"
+    require_immutable: bool = False
+    max_cost: float | None = None
+    pricing: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_choice(Mode, self.mode, "mode"))
@@ -165,6 +182,12 @@ def replicate(
     """
     options = options or ReplicationOptions()
     check_locations(source, destinations)
+    policy = parse_retention(options.retention, options.retention_mode)
+    protection = (
+        prepare_destinations(destinations, policy, options.require_immutable)
+        if policy is not None or options.require_immutable
+        else []
+    )
     started = time.monotonic()
     run_id = options.run_id or uuid.uuid4().hex[:12]
     if plan is None:
@@ -178,6 +201,10 @@ def replicate(
     summary = RunSummary(run_id, source.uri, [d.uri for d in destinations], dry_run=options.dry_run)
     summary.objects = len(plan.entries)
     summary.bytes = sum(e.obj.size for e in plan.entries)
+    summary.retention = protection
+    summary.cost = costs.estimate(
+        source, destinations, plan, pricing=costs.load_pricing(options.pricing), retention_checked=bool(protection)
+    )
     if not plan.entries and not options.allow_empty and shard is None:
         raise ValueError(
             f"source {source.uri} holds no objects (after filters): check the prefix and the date partition, "
@@ -193,6 +220,8 @@ def replicate(
         plan.count("conflict"),
         {destinations[d].uri: len(x) for d, x in plan.extras.items()},
     )
+    log.info("%s", costs.describe(summary.cost))
+    costs.check_budget(summary.cost, options.max_cost)
     if options.dry_run:
         summary.copied = plan.count("copy")
         summary.skipped = plan.count("skip")
@@ -200,6 +229,7 @@ def replicate(
         summary.duration_s = round(time.monotonic() - started, 3)
         return summary
     copied = run_plan(source, destinations, plan.entries, options)
+    locked_as_conflicts(copied, summary)
     by_dest = _results_by_dest(plan.entries, copied, plan, len(destinations))
     for d, dest in enumerate(destinations):
         rows = by_dest[d]
@@ -263,9 +293,4 @@ def _mirror_deletes(
             f"{options.max_delete}; nothing was deleted. Check the source, or raise max_delete deliberately.",
             summary,
         )
-    deleted = 0
-    for d, rels in plan.extras.items():
-        for rel in rels:
-            destinations[d].store.delete(destinations[d].key(rel))
-            deleted += 1
-    return deleted
+    return sum(delete_unless_retained(destinations[d], rels, summary) for d, rels in plan.extras.items())

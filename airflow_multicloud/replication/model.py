@@ -153,6 +153,9 @@ class RunSummary:
     manifests: list[str] = field(default_factory=list)
     per_destination: list[dict[str, Any]] = field(default_factory=list)  # copied/skipped/... for each destination
     dry_run: bool = False
+    locked: int = 0  # objects a retention lock kept: mirror deletes skipped, overwrites refused
+    retention: list[dict[str, Any]] = field(default_factory=list)  # per destination: lock, mode, who can delete
+    cost: dict[str, Any] = field(default_factory=dict)  # the estimate made before copying (replication/cost.py)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

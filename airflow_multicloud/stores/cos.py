@@ -318,6 +318,7 @@ class CosStore(ObjectStore):
             ),
             dst_key,
         )
+        self._retain(dst_key)
         return self.head(dst_key)
 
     def delete(self, key: str) -> None:

@@ -342,6 +342,8 @@ class S3Store(ObjectStore):
                 resp = self.client.copy_object(Bucket=self.bucket, Key=dst_key, CopySource=source, **extra)
                 result = resp.get("CopyObjectResult", {})
                 etag, last_modified = result.get("ETag", ""), result.get("LastModified")
+            if self.retention is not None:  # a copy does not carry the source's lock, nor ours
+                self.client.put_object_retention(Bucket=self.bucket, Key=dst_key, Retention=self._retention_body())
         return ObjectInfo(dst_key, size, etag, last_modified, None, {k.lower(): v for k, v in new_meta.items()})
 
     def _multipart_copy(

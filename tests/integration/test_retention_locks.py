@@ -68,7 +68,7 @@ def test_cos_retention_only_extends_and_needs_object_lock(cos_service: Any) -> N
     store.retention = _policy(days=5)
     store.write("k", [b"x"])
     store.retention = _policy(days=1)
-    with pytest.raises(Exception, match="InvalidArgument|extended"):
+    with pytest.raises(Exception, match=r"InvalidArgument|extended"):
         store._retain("k")
     plain = cos_service.store(cos_service.create_bucket())
     assert not plain.retention_status().enabled

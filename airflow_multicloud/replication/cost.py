@@ -1,0 +1,190 @@
+"""What a run will cost, known before it starts: requests and egress from the plan, priced from a dated table.
+
+The counts follow what the engine sends (measured against the local servers' request logs): the source is listed
+once and each object to copy is read with one GET whatever the number of destinations; each copy is one PUT and
+one verifying HEAD, or, from the multipart threshold on, one ListMultipartUploads (resume check), one initiate,
+one UploadPart per part, one complete and the HEAD; each destination is listed and gets one manifest PUT.
+Egress is paid once per object read, at the source's price, unless every copy of it is a server-side copy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from airflow_multicloud.errors import MulticloudError
+from airflow_multicloud.replication.model import Location, Plan
+
+GB = 1e9
+LIST_PAGE = 1000
+#: region prefixes priced as mainland China (S3 cn-*, OSS cn-*, COS's mainland regions)
+_CHINA = ("cn-", "ap-beijing", "ap-shanghai", "ap-guangzhou", "ap-chengdu", "ap-chongqing", "ap-nanjing")
+_STATUS_REQUESTS = {"s3": 2, "cos": 1, "oss": 1}
+_PRICE_OF = {"list": "list", "get": "get", "head": "head", "put": "put", "parts": "put", "multipart": "put"}
+
+
+class BudgetExceededError(MulticloudError, ValueError):
+    """The estimate is above ``max_cost``: nothing was copied."""
+
+
+@dataclass
+class Requests:
+    list: int = 0
+    get: int = 0
+    put: int = 0
+    parts: int = 0  # UploadPart
+    multipart: int = 0  # ListMultipartUploads + initiate + complete
+    head: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.list + self.get + self.put + self.parts + self.multipart + self.head
+
+    def priced(self, prices: dict[str, float]) -> float:
+        return sum(getattr(self, name) * prices.get(f"{cls}_per_1000", 0.0) / 1000 for name, cls in _PRICE_OF.items())
+
+
+@dataclass
+class _Side:
+    cloud: str
+    region_class: str
+    requests: Requests = field(default_factory=Requests)
+
+
+def load_pricing(path: str | None = None) -> dict[str, Any]:
+    """The shipped table (``airflow_multicloud/data/pricing.json``), or the user's file of the same shape."""
+    if path:
+        try:
+            return dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"pricing={path!r} cannot be read as a JSON pricing table: {exc}") from None
+    return dict(json.loads(resources.files("airflow_multicloud").joinpath("data/pricing.json").read_text()))
+
+
+def region_class(loc: Location) -> str:
+    region = str(getattr(loc.store, "region", "") or "")
+    return "china" if region.startswith(_CHINA) else "standard"
+
+
+def _prices(table: dict[str, Any], side: _Side) -> dict[str, float]:
+    cloud = table.get("clouds", {}).get(side.cloud, {})
+    found = cloud.get(side.region_class) or cloud.get("standard")
+    if found is None:
+        raise ValueError(f"the pricing table (as of {table.get('as_of')}) has no prices for {side.cloud!r}")
+    return dict(found)
+
+
+def _server_side(source: Location, dest: Location) -> bool:
+    return source.store.endpoint_id == dest.store.endpoint_id and source.store.scheme != "file"
+
+
+def estimate(
+    source: Location,
+    destinations: Sequence[Location],
+    plan: Plan,
+    *,
+    pricing: dict[str, Any] | None = None,
+    retention_checked: bool = False,
+) -> dict[str, Any]:
+    """Requests per side, egress bytes and a price for copying what ``plan`` says; JSON-ready.
+
+    ``retention_checked``: each destination was asked for its lock configuration (S3 also for its versioning).
+    """
+    table = pricing or load_pricing()
+    src = _Side(source.store.scheme, region_class(source))
+    src.requests.list = max(1, math.ceil(len(plan.entries) / LIST_PAGE))
+    threshold = min(d.store.transfer.multipart_threshold for d in destinations)
+    todo = plan.to_copy
+    src.requests.get = len(todo)
+    src.requests.head = sum(1 for e in todo if e.obj.size >= threshold)  # a multipart source's proof
+    egress = sum(
+        e.obj.size
+        for e in todo
+        if any(a == "copy" and not _server_side(source, destinations[d]) for d, a in e.actions.items())
+    )
+    pairs = []
+    sides = [src]
+    for d, dest in enumerate(destinations):
+        side = _Side(dest.store.scheme, region_class(dest))
+        existing = sum(1 for e in plan.entries if e.actions.get(d) in ("skip", "conflict")) + len(
+            plan.extras.get(d, [])
+        )
+        r = side.requests
+        r.list = max(1, math.ceil(existing / LIST_PAGE))
+        r.get = (1 if existing else 0) + (_STATUS_REQUESTS.get(dest.store.scheme, 0) if retention_checked else 0)
+        copies = [e.obj.size for e in todo if e.actions.get(d) == "copy"]
+        part = dest.store.transfer.part_size
+        for size in copies:
+            r.head += 1
+            if size >= dest.store.transfer.multipart_threshold:
+                r.multipart += 3
+                r.parts += max(1, math.ceil(size / part))
+            else:
+                r.put += 1
+        r.put += 1  # the manifest
+        r.put += _retention_puts(dest, copies)
+        sides.append(side)
+        pairs.append(
+            {
+                "source": source.uri,
+                "destination": dest.uri,
+                "objects": len(copies),
+                "bytes": sum(copies),
+                "egress_bytes": 0 if _server_side(source, dest) else sum(copies),
+                "requests": vars(r).copy(),
+            }
+        )
+    egress_price = egress / GB * _prices(table, src).get("egress_per_gb", 0.0)
+    request_price = sum(s.requests.priced(_prices(table, s)) for s in sides)
+    return {
+        "currency": table.get("currency", "USD"),
+        "pricing_as_of": table.get("as_of"),
+        "egress_bytes": egress,
+        "requests": {"source": vars(src.requests).copy(), "total": sum(s.requests.total for s in sides)},
+        "pairs": pairs,
+        "egress_cost": round(egress_price, 6),
+        "request_cost": round(request_price, 6),
+        "total_cost": round(egress_price + request_price, 6),
+    }
+
+
+def _retention_puts(dest: Location, copies: Sequence[int]) -> int:
+    """COS sets retention with one PUT Object Retention per object; S3 re-states it after each multipart upload."""
+    if dest.store.retention is None:
+        return 0
+    if dest.store.scheme == "cos":
+        return len(copies)
+    if dest.store.scheme == "s3":
+        return sum(1 for size in copies if size >= dest.store.transfer.multipart_threshold)
+    return 0
+
+
+def check_budget(cost: dict[str, Any], max_cost: float | None) -> None:
+    if max_cost is not None and cost["total_cost"] > max_cost:
+        raise BudgetExceededError(
+            f"the run is estimated at {cost['total_cost']} {cost['currency']} (egress {cost['egress_bytes']} bytes, "
+            f"{cost['requests']['total']} requests; prices as of {cost['pricing_as_of']}), above max_cost={max_cost}; "
+            "nothing was copied. Raise max_cost, narrow the run, or pass pricing= with your own prices."
+        )
+
+
+def describe(cost: dict[str, Any]) -> str:
+    """One line per pair for the dry run."""
+    lines = [
+        f"estimated cost: {cost['total_cost']} {cost['currency']} (egress {cost['egress_bytes'] / GB:.3f} GB = "
+        f"{cost['egress_cost']}, requests {cost['requests']['total']} = {cost['request_cost']}; "
+        f"prices as of {cost['pricing_as_of']})"
+    ]
+    for p in cost["pairs"]:
+        r = p["requests"]
+        lines.append(
+            f"  {p['source']} -> {p['destination']}: {p['objects']} objects, {p['bytes']} bytes, egress "
+            f"{p['egress_bytes']} bytes; PUT {r['put']}, parts {r['parts']}, multipart {r['multipart']}, "
+            f"HEAD {r['head']}, LIST {r['list']}, GET {r['get']}"
+        )
+    return "\n".join(lines)

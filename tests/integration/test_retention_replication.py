@@ -1,0 +1,139 @@
+"""Replicas that survive us: a run with ``retention`` writes locked replicas on S3, COS and OSS; a mirror of a wiped
+source, a careless overwrite and a lifecycle-like sweep leave them in place; ``require_immutable`` refuses a
+destination that cannot hold the lock; the cost estimate matches the requests the servers log for the same run."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from airflow_multicloud.replication.cost import BudgetExceededError
+from airflow_multicloud.replication.engine import ReplicationOptions, replicate
+from airflow_multicloud.replication.model import Location
+from airflow_multicloud.replication.retention import RetentionUnavailableError, parse_retention
+from airflow_multicloud.stores.base import MiB, TransferConfig
+from tests.integration.test_retention_locks import locked_cos, locked_oss, locked_s3
+
+T = TransferConfig(multipart_threshold=5 * MiB, part_size=5 * MiB)
+FILES = {f"day=1/part-{i}.csv": f"id,v\n{i},{i * i}\n".encode() for i in range(6)}
+
+
+@pytest.fixture
+def clouds(s3_service: Any, cos_service: Any, oss_service: Any) -> dict[str, Any]:
+    return {"s3": s3_service, "cos": cos_service, "oss": oss_service}
+
+
+def _source(clouds: dict[str, Any], big: bool = False) -> Location:
+    store = clouds["s3"].store(clouds["s3"].create_bucket(), transfer=T)
+    for key, data in FILES.items():
+        store.write("in/" + key, [data])
+    if big:
+        store.write("in/day=1/big.bin", [b"b" * (11 * MiB)])
+    return Location(store, "in/")
+
+
+def _locked_destinations(clouds: dict[str, Any]) -> list[Location]:
+    stores = [locked_cos(clouds["cos"]), locked_oss(clouds["oss"], days=5), locked_s3(clouds["s3"])]
+    for store in stores:
+        store.transfer = T
+    return [Location(s, "replica/") for s in stores]
+
+
+def test_locked_replicas_survive_a_mirror_of_a_wiped_source(clouds: dict[str, Any]) -> None:
+    source, dests = _source(clouds), _locked_destinations(clouds)
+    first = replicate(source, dests, ReplicationOptions(retention=3, require_immutable=True))
+    assert first.copied == 3 * len(FILES) and first.failed == 0
+    by_dest = {r["destination"]: r for r in first.retention}
+    assert all(r["object_lock"] for r in by_dest.values())
+    assert "nobody" in by_dest[dests[0].uri]["who_can_delete"]
+    assert "WORM" in by_dest[dests[1].uri]["who_can_delete"]
+    for key in FILES:
+        source.store.delete(source.key(key))  # the operator error: the source is wiped
+    wiped = replicate(source, dests, ReplicationOptions(mode="mirror", max_delete=100, allow_empty=True))
+    assert wiped.deleted == 0 and wiped.locked == 3 * len(FILES)
+    for dest in dests:
+        assert sorted(o.key for o in dest.store.list("replica/day=1/")) == sorted("replica/" + k for k in FILES)
+
+
+def test_overwrite_of_a_locked_replica_is_a_conflict_or_a_new_version(clouds: dict[str, Any]) -> None:
+    source, dests = _source(clouds), _locked_destinations(clouds)
+    replicate(source, dests, ReplicationOptions(retention=3))
+    changed = "day=1/part-0.csv"
+    source.store.write(source.key(changed), [b"id,v\n0,changed\n"])
+    again = replicate(source, dests, ReplicationOptions(retention=3))  # if_changed: would overwrite
+    assert again.failed == 0
+    assert again.locked == 2  # COS object lock and OSS WORM refused; S3 wrote a new version
+    assert {k.split("/")[2] for k in again.conflict_keys} == {dests[0].store.bucket, dests[1].store.bucket}
+    for dest in dests[:2]:
+        assert b"".join(dest.store.read(dest.key(changed))) == FILES[changed]
+    s3 = dests[2].store
+    assert b"".join(s3.read(dests[2].key(changed))) == b"id,v\n0,changed\n"
+    versions = s3.client.list_object_versions(Bucket=s3.bucket, Prefix=dests[2].key(changed))["Versions"]
+    assert len(versions) == 2  # the first replica is still there, and still locked
+
+
+def test_require_immutable_refuses_naming_the_bucket_and_what_to_enable(clouds: dict[str, Any]) -> None:
+    source = _source(clouds)
+    plain_oss = clouds["oss"].store(clouds["oss"].create_bucket())
+    plain_s3 = clouds["s3"].store(clouds["s3"].create_bucket())
+    dests = [Location(locked_cos(clouds["cos"]), ""), Location(plain_oss, ""), Location(plain_s3, "")]
+    with pytest.raises(RetentionUnavailableError) as refused:
+        replicate(source, dests, ReplicationOptions(retention=7, require_immutable=True))
+    text = str(refused.value)
+    assert f"oss://{plain_oss.bucket}/" in text and "InitiateBucketWorm" in text
+    assert f"s3://{plain_s3.bucket}/" in text and "Object Lock" in text
+    assert f"cos://{dests[0].store.bucket}" not in text
+    assert not list(dests[0].store.list()) and not list(plain_oss.list())
+    short = locked_oss(clouds["oss"], days=2)
+    with pytest.raises(RetentionUnavailableError, match="keeps 2 days"):
+        replicate(source, [Location(short, "")], ReplicationOptions(retention=30, require_immutable=True))
+
+
+def test_retention_accepts_days_or_a_date_and_names_bad_input() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    assert parse_retention(30, now=now).until == datetime(2026, 12, 31, tzinfo=UTC)  # type: ignore[union-attr]
+    assert parse_retention("2027-06-30", "governance", now=now).mode == "GOVERNANCE"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="retention='next year'"):
+        parse_retention("next year", now=now)
+    with pytest.raises(ValueError, match="not in the future"):
+        parse_retention("2026-01-01", now=now)
+    with pytest.raises(ValueError, match="retention_mode"):
+        parse_retention(3, "forever", now=now)
+
+
+def _logged(svc: Any) -> Counter[str]:
+    time.sleep(0.2)  # the servers log a request as they finish answering it
+    return Counter(r.operation for r in svc.requests)
+
+
+def test_cost_estimate_matches_the_requests_the_servers_log(clouds: dict[str, Any]) -> None:
+    source = _source(clouds, big=True)
+    dests = _locked_destinations(clouds)
+    for svc in clouds.values():
+        svc.clear_log()
+    summary = replicate(source, dests, ReplicationOptions(retention=3))
+    cost = summary.cost
+    logged_dest = [sum(_logged(svc).values()) for svc in (clouds["cos"], clouds["oss"])]
+    s3_log = _logged(clouds["s3"])
+    estimated = [sum(p["requests"].values()) for p in cost["pairs"]]
+    for want, got in zip(estimated[:2], logged_dest, strict=True):
+        assert abs(want - got) <= 0.05 * got, (cost["pairs"], logged_dest)
+    s3_total = sum(s3_log.values())  # the S3 server is both the source and the third destination
+    s3_estimate = sum(cost["requests"]["source"].values()) + estimated[2]
+    assert abs(s3_estimate - s3_total) <= 0.05 * s3_total, (cost, s3_log)
+    assert cost["egress_bytes"] == sum(len(v) for v in FILES.values()) + 11 * MiB
+    assert cost["total_cost"] > 0 and cost["pricing_as_of"]
+
+
+def test_max_cost_refuses_a_run_above_the_budget(clouds: dict[str, Any]) -> None:
+    source = _source(clouds)
+    dest = clouds["cos"].store(clouds["cos"].create_bucket())
+    with pytest.raises(BudgetExceededError, match="above max_cost=1e-06"):
+        replicate(source, [Location(dest, "")], ReplicationOptions(max_cost=0.000001))
+    assert not list(dest.list())
+    dry = replicate(source, [Location(dest, "")], ReplicationOptions(dry_run=True))
+    assert dry.cost["pairs"][0]["objects"] == len(FILES) and not list(dest.list())
