@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_replicate(args: argparse.Namespace, out: TextIO) -> int:
     from airflow_multicloud.hooks.factory import open_location, pair_connections
     from airflow_multicloud.replication.engine import ReplicationError, replicate
+    from airflow_multicloud.replication.retention import describe_protection
 
     opt.apply_inline_connections(args.conn)
     transfer = opt.transfer_config(args)
@@ -78,6 +79,7 @@ def cmd_replicate(args: argparse.Namespace, out: TextIO) -> int:
         )
         for m in summary.manifests:
             print(f"manifest: {m}", file=out)
+        print(describe_protection(summary), file=out)
     return code
 
 

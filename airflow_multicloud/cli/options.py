@@ -103,6 +103,13 @@ def add_replication_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-server-side", action="store_true", help="always stream, even within one service")
     p.add_argument("--progress-interval", type=float, default=5.0, help="seconds between progress lines")
     p.add_argument("--run-id", default="", help="name for the manifests (default: random)")
+    p.add_argument("--retention", help="keep replicas write-once for N days or until an ISO date (object lock)")
+    p.add_argument("--retention-mode", default="COMPLIANCE", help="COMPLIANCE (default) or GOVERNANCE (S3)")
+    p.add_argument(
+        "--require-immutable", action="store_true", help="refuse to start unless every destination can hold it"
+    )
+    p.add_argument("--max-cost", type=float, help="refuse to start when the estimated cost is above this")
+    p.add_argument("--pricing", help="JSON pricing table replacing the shipped one")
 
 
 def transfer_config(args: argparse.Namespace) -> TransferConfig:
@@ -126,4 +133,9 @@ def replication_options(args: argparse.Namespace) -> ReplicationOptions:
         allow_empty=args.allow_empty,
         progress_interval=args.progress_interval,
         run_id=args.run_id,
+        retention=args.retention,
+        retention_mode=args.retention_mode,
+        require_immutable=args.require_immutable,
+        max_cost=args.max_cost,
+        pricing=args.pricing,
     )

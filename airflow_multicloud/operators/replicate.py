@@ -15,6 +15,7 @@ from airflow_multicloud.replication.engine import ReplicationOptions
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
 from airflow_multicloud.replication.model import Mode, Overwrite, parse_choice
 from airflow_multicloud.replication.plan import Filters
+from airflow_multicloud.replication.retention import parse_retention, retention_extra
 from airflow_multicloud.stores.base import DEFAULT_TRANSFER, TransferConfig
 
 if TYPE_CHECKING:
@@ -49,6 +50,11 @@ class ReplicateDatasetOperator(BaseOperator):
     :param bandwidth_limit: bytes per second read from the source, across all workers.
     :param object_retries: further attempts per object after a failure (5xx, reset, checksum mismatch).
     :param plan_shard: a shard from :class:`PlanReplicationOperator` (for ``.expand()``): copy just those objects.
+    :param retention: keep each replica write-once for this many days or until this ISO date (S3 Object Lock,
+        COS object lock; OSS WORM is bucket-wide and only checked); ``retention_mode`` COMPLIANCE or GOVERNANCE.
+    :param require_immutable: fail before copying when a destination cannot hold the retention, naming it.
+    :param max_cost: fail before copying when the estimated egress and request cost is above this.
+    :param pricing: path of a JSON pricing table replacing the shipped, dated one.
     """
 
     template_fields: Sequence[str] = ("source", "destinations", "source_conn_id", "destination_conn_ids")
@@ -80,6 +86,11 @@ class ReplicateDatasetOperator(BaseOperator):
         manifest_dir: str = DEFAULT_MANIFEST_DIR,
         progress_interval: float = 30.0,
         plan_shard: dict[str, Any] | None = None,
+        retention: int | str | None = None,
+        retention_mode: str = "COMPLIANCE",
+        require_immutable: bool = False,
+        max_cost: float | None = None,
+        pricing: str | None = None,
         **kwargs: Any,
     ) -> None:
         dests = as_list(destinations)
@@ -105,7 +116,13 @@ class ReplicateDatasetOperator(BaseOperator):
             dry_run=dry_run,
             allow_empty=allow_empty,
             progress_interval=progress_interval,
+            retention=retention,
+            retention_mode=retention_mode,
+            require_immutable=require_immutable,
+            max_cost=max_cost,
+            pricing=pricing,
         )
+        parse_retention(retention, retention_mode)  # a wrong date or mode fails at parse time too
         self.plan_shard = plan_shard
         self._summary: RunSummary | None = None
 
@@ -145,6 +162,8 @@ class ReplicateDatasetOperator(BaseOperator):
         return summary.to_json()
 
     def _record_asset_events(self, context: Context, summary: RunSummary) -> None:
+        locks = {r["destination"]: r for r in summary.retention}
+        pairs = {p["destination"]: p for p in summary.cost.get("pairs", [])}
         for asset, dest_uri, manifest in zip(self.outlets, summary.destinations, summary.manifests, strict=False):
             context["outlet_events"][asset].extra = {
                 "source": summary.source,
@@ -156,6 +175,7 @@ class ReplicateDatasetOperator(BaseOperator):
                 "manifest": manifest,
                 "verified": summary.failed == 0 and not summary.dry_run,
                 "run_id": summary.run_id,
+                **retention_extra(locks.get(dest_uri), pairs.get(dest_uri), summary.cost),
             }
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:

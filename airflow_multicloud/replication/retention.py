@@ -133,3 +133,33 @@ def delete_unless_retained(dest: Location, rels: Sequence[str], summary: RunSumm
             continue
         deleted += 1
     return deleted
+
+
+def retention_extra(lock: dict[str, Any] | None, pair: dict[str, Any] | None, cost: dict[str, Any]) -> dict[str, Any]:
+    """What an asset event of one replica carries about who can delete it and what writing it cost."""
+    extra: dict[str, Any] = {}
+    if lock is not None:
+        extra["retention"] = {
+            k: lock[k] for k in ("object_lock", "level", "mode", "days", "locked", "retain_until", "who_can_delete")
+        }
+    if pair is not None:
+        extra["estimated_cost"] = {
+            "currency": cost.get("currency"),
+            "pricing_as_of": cost.get("pricing_as_of"),
+            "egress_bytes": pair["egress_bytes"],
+            "requests": sum(pair["requests"].values()),
+            "run_total": cost.get("total_cost"),
+        }
+    return extra
+
+
+def describe_protection(summary: RunSummary) -> str:
+    """The dry run's and the report's lines on who can delete each replica and what the run costs."""
+    from airflow_multicloud.replication.cost import describe
+
+    lines = [f"{r['destination']}: deletable by {r['who_can_delete']}" for r in summary.retention]
+    if summary.locked:
+        lines.append(f"{summary.locked} objects kept by a retention lock (not deleted, not overwritten)")
+    if summary.cost:
+        lines.append(describe(summary.cost))
+    return "\n".join(lines)

@@ -137,3 +137,22 @@ def test_max_cost_refuses_a_run_above_the_budget(clouds: dict[str, Any]) -> None
     assert not list(dest.list())
     dry = replicate(source, [Location(dest, "")], ReplicationOptions(dry_run=True))
     assert dry.cost["pairs"][0]["objects"] == len(FILES) and not list(dest.list())
+
+
+def test_cli_dry_run_prints_who_can_delete_and_the_cost(
+    clouds: dict[str, Any], airflow_connections: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from airflow_multicloud.cli.main import main as cli
+
+    source = _source(clouds)
+    locked = locked_oss(clouds["oss"], days=10)
+    plain = clouds["cos"].store(clouds["cos"].create_bucket())
+    args = ["replicate", source.uri, locked.uri(), plain.uri(), "--dry-run", "--retention", "7"]
+    assert cli([*args, "--progress-interval", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"{locked.uri()}: deletable by nobody for 10 days" in out
+    assert f"{plain.uri()}: deletable by anyone" in out
+    assert "estimated cost:" in out and f"-> {plain.uri()}: {len(FILES)} objects" in out
+    assert not list(locked.list()) and not list(plain.list())
+    assert cli([*args, "--require-immutable"]) == 2
+    assert "enable object lock" in capsys.readouterr().err
