@@ -48,6 +48,8 @@ class ValidateReplicaOperator(BaseOperator):
     :param formats: glob -> format (``csv``, ``jsonl.gz``, ``parquet``...) where extensions do not tell.
     :param allow_unverified: objects with no comparable checksum do not fail the task.
     :param report_dir: folder under each replica's prefix for the reports.
+    :param retention: also check every replica object is retained (object lock / WORM) at least this many days
+        or until this date, as the cloud reports it; objects retained less fail the task.
     :param replication: the summary a ReplicateDatasetOperator returned (e.g. ``replicate.output``): its copy
         counts and manifest locations join this task's asset events, so each replica gets one event per run that
         carries both the copy and its validation.
@@ -73,6 +75,7 @@ class ValidateReplicaOperator(BaseOperator):
         manifest_dir: str = DEFAULT_MANIFEST_DIR,
         report_dir: str = DEFAULT_REPORT_DIR,
         replication: Any = None,
+        retention: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         reps = as_list(replicas)
@@ -100,6 +103,7 @@ class ValidateReplicaOperator(BaseOperator):
         self.manifest_dir = manifest_dir
         self.report_dir = report_dir
         self.replication = replication
+        self.retention = retention
         self._report: ValidationReport | None = None
 
     def _locations(self) -> tuple[Location, list[Location]]:
@@ -132,6 +136,7 @@ class ValidateReplicaOperator(BaseOperator):
         run = f"{context['dag'].dag_id}.{context['run_id']}.{self.task_id}"
         self._write_reports(report, replicas, run)
         self._record_asset_events(context, report)
+        audits = self._audit_retention(replicas)
         if not report.ok:
             shown = "\n  ".join(report.first_differences(20))
             total = sum(sum(r.difference_counts.values()) for r in report.replicas)
@@ -139,7 +144,30 @@ class ValidateReplicaOperator(BaseOperator):
                 f"{total} difference(s) between {report.source} and its replicas (reports: "
                 f"{', '.join(u for r in report.replicas for u in r.reports)}); first ones:\n  {shown}"
             )
-        return report.to_json(files=False, max_differences=50)
+        return {**report.to_json(files=False, max_differences=50), **({"retention": audits} if audits else {})}
+
+    def _audit_retention(self, replicas: list[Location]) -> list[dict[str, Any]]:
+        """With ``retention``: every replica object must be locked at least that long (fails the task otherwise)."""
+        from airflow_multicloud.replication.retention import RetentionShortError, audit_retention, parse_retention
+
+        if self.retention is None:
+            return []
+        required = parse_retention(self.retention)
+        audits = [audit_retention(r, required, self.workers) for r in replicas]
+        for audit in audits:
+            self.log.info("retention of %s: %s", audit["replica"], audit)
+        bad = [a for a in audits if not a["ok"]]
+        if bad:
+            raise RetentionShortError(
+                "replicas not retained as long as asked (retention="
+                f"{self.retention!r}): "
+                + "; ".join(
+                    f"{a['replica']}: lock {'on' if a['object_lock'] else 'off'}, {len(a['short'])} short, "
+                    f"{len(a['unprotected'])} without retention (e.g. {(a['short'] + a['unprotected'])[:3]})"
+                    for a in bad
+                )
+            )
+        return audits
 
     def _write_reports(self, report: ValidationReport, replicas: list[Location], run: str) -> None:
         """The whole report next to each replica: whoever looks at one replica sees how all compared."""

@@ -163,3 +163,40 @@ def describe_protection(summary: RunSummary) -> str:
     if summary.cost:
         lines.append(describe(summary.cost))
     return "\n".join(lines)
+
+
+#: ``retention=N`` days checked a while after the copy that set it: a replica a day short is not flagged
+SLACK = timedelta(days=1)
+
+
+class RetentionShortError(MulticloudError):
+    """Replicas whose retention ends before the policy says (or that carry none)."""
+
+
+def audit_retention(loc: Location, required: RetentionPolicy | None, workers: int = 8) -> dict[str, Any]:
+    """Retention of every object of a replica as the cloud reports it (one HEAD or GET ?retention per object on
+    S3 and COS; OSS from the bucket's WORM period); ``short`` are the objects retained less than ``required``,
+    with :data:`SLACK` of grace for the time between the copy that set the date and this check."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from airflow_multicloud.replication.plan import list_dataset
+
+    status = loc.store.retention_status()
+    keys = [info.key for info in list_dataset(loc)] if status.enabled else []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="retention") as pool:
+        held = list(pool.map(loc.store.object_retention, keys))
+    floor = required.until - SLACK if required is not None else None
+    short = [k for k, h in zip(keys, held, strict=True) if floor and h.until and h.until < floor]
+    unprotected = [k for k, h in zip(keys, held, strict=True) if not h.active()]
+    days = [h.days_left() for h in held if h.active()]
+    return {
+        "replica": loc.uri,
+        **status.to_json(),
+        "objects": len(keys),
+        "retained": len(days),
+        "min_days_left": round(min(days), 2) if days else None,
+        "required_until": required.until.isoformat() if required else None,
+        "short": short[:50],
+        "unprotected": unprotected[:50],
+        "ok": status.enabled and not short and not unprotected,
+    }

@@ -156,3 +156,26 @@ def test_cli_dry_run_prints_who_can_delete_and_the_cost(
     assert not list(locked.list()) and not list(plain.list())
     assert cli([*args, "--require-immutable"]) == 2
     assert "enable object lock" in capsys.readouterr().err
+
+
+def test_validation_reports_retention_per_object_and_flags_short_ones(clouds: dict[str, Any]) -> None:
+    from airflow_multicloud.operators.validate import ValidateReplicaOperator
+    from airflow_multicloud.replication.retention import RetentionShortError, audit_retention
+
+    source, dests = _source(clouds), _locked_destinations(clouds)
+    replicate(source, dests, ReplicationOptions(retention=3))
+    cos_dest = dests[0]
+    cos_dest.store.retention = None
+    cos_dest.store.write(cos_dest.key("day=1/late.csv"), [b"written without retention"])
+    check = ValidateReplicaOperator(task_id="v", source=source.uri, replicas=[d.uri for d in dests], retention=3)
+    with pytest.raises(RetentionShortError) as short:
+        check._audit_retention(dests)
+    assert cos_dest.uri in str(short.value) and "late.csv" in str(short.value)
+    assert dests[1].uri not in str(short.value) and dests[2].uri not in str(short.value)
+    audits = {d.uri: audit_retention(d, parse_retention(30)) for d in dests}
+    assert audits[dests[2].uri]["retained"] == len(FILES) and len(audits[dests[2].uri]["short"]) == len(FILES)
+    assert 2.9 < audits[dests[2].uri]["min_days_left"] <= 3
+    assert audits[cos_dest.uri]["unprotected"] == [cos_dest.key("day=1/late.csv")]
+    ValidateReplicaOperator(task_id="v2", source=source.uri, replicas=[dests[1].uri], retention=3)._audit_retention(
+        [dests[1]]
+    )
