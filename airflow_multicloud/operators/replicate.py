@@ -15,7 +15,8 @@ from airflow_multicloud.replication.engine import ReplicationOptions
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
 from airflow_multicloud.replication.model import Mode, Overwrite, parse_choice
 from airflow_multicloud.replication.plan import Filters
-from airflow_multicloud.replication.retention import parse_retention, retention_extra
+from airflow_multicloud.replication.cost import BudgetExceededError
+from airflow_multicloud.replication.retention import RetentionUnavailableError, parse_retention, retention_extra
 from airflow_multicloud.stores.base import DEFAULT_TRANSFER, TransferConfig
 
 if TYPE_CHECKING:
@@ -157,6 +158,10 @@ class ReplicateDatasetOperator(BaseOperator):
         except ReplicationError as exc:
             self._summary = exc.summary
             raise
+        except (RetentionUnavailableError, BudgetExceededError) as exc:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(str(exc)) from exc  # a retry would be refused the same way
         self._summary = summary
         self._record_asset_events(context, summary)
         return summary.to_json()
