@@ -11,11 +11,11 @@ from airflow.sdk import BaseOperator
 from airflow_multicloud.hooks.factory import as_list
 from airflow_multicloud.lineage.datasets import dataset_asset, openlineage_dataset
 from airflow_multicloud.replication.copy import CopyOptions
+from airflow_multicloud.replication.cost import BudgetExceededError
 from airflow_multicloud.replication.engine import ReplicationOptions
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
 from airflow_multicloud.replication.model import Mode, Overwrite, parse_choice
 from airflow_multicloud.replication.plan import Filters
-from airflow_multicloud.replication.cost import BudgetExceededError
 from airflow_multicloud.replication.retention import RetentionUnavailableError, parse_retention, retention_extra
 from airflow_multicloud.stores.base import DEFAULT_TRANSFER, TransferConfig
 
