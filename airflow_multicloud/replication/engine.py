@@ -253,7 +253,10 @@ def replicate(
     summary.duration_s = round(time.monotonic() - started, 3)
     summary.throughput_mb_s = round(summary.copied_bytes / 1e6 / max(summary.duration_s, 1e-9), 2)
     if summary.conflict_keys:
-        log.warning("changed at the source but not overwritten (overwrite='never'): %s", summary.conflict_keys[:20])
+        log.warning(
+            "changed at the source but not overwritten (overwrite='never' or a retention lock): %s",
+            summary.conflict_keys[:20],
+        )
     if summary.failed:
         shown = "\n  ".join(summary.failed_keys[:20])
         raise ReplicationError(f"{summary.failed} object copies failed:\n  {shown}", summary)
