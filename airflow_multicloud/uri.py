@@ -17,7 +17,11 @@ _OSS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9\-]{1,61}[a-z0-9]$")
 
 @dataclass(frozen=True)
 class DatasetURI:
-    """A parsed dataset location. ``prefix`` never starts with ``/``; for ``file`` the bucket is the root folder."""
+    """A parsed dataset location; for ``file`` the bucket is ``/`` and the prefix the path.
+
+    ``prefix`` is kept as written (an asset may name one object); a replication or a check takes it as a folder
+    (:func:`folder_prefix`, applied by ``Location``).
+    """
 
     scheme: str
     bucket: str
@@ -54,6 +58,23 @@ def parse_uri(uri: str) -> DatasetURI:
     bucket, _, prefix = rest.partition("/")
     _check_bucket(uri, scheme, bucket)
     return DatasetURI(scheme, bucket, prefix)
+
+
+def folder_prefix(prefix: str) -> str:
+    """A dataset prefix as the folder it names: ``sales/2024`` becomes ``sales/2024/``; "" stays the whole bucket.
+
+    Raise :class:`InvalidURIError` for a prefix with an empty folder name (a leading ``/`` or ``//``): it would
+    address keys that no store lists under the folder the user meant.
+    """
+    if not prefix:
+        return ""
+    folder = prefix if prefix.endswith("/") else prefix + "/"
+    if folder.startswith("/") or "//" in folder:
+        raise InvalidURIError(
+            f"prefix {prefix!r} has an empty folder name (a leading '/' or a '//'): write it as "
+            f"{'/'.join(p for p in folder.split('/') if p)}/ if that is the folder you mean"
+        )
+    return folder
 
 
 def _check_bucket(uri: str, scheme: str, bucket: str) -> None:
