@@ -170,7 +170,12 @@ class LocalStore(ObjectStore):
                 return "a symbolic link into this store's bookkeeping folders"
             st = os.stat(target)
         except FileNotFoundError:
-            return f"a dangling symbolic link to {os.readlink(entry.path)}" if entry.is_symlink() else None
+            if not entry.is_symlink():
+                return None
+            try:
+                return f"a dangling symbolic link to {os.readlink(entry.path)}"
+            except OSError:
+                return None  # the link itself went away meanwhile
         if stat.S_ISDIR(st.st_mode):
             return "a symbolic link to a folder: folders are not followed through links"
         return st if stat.S_ISREG(st.st_mode) else "a symbolic link to something that is not a regular file"

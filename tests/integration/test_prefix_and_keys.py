@@ -35,11 +35,11 @@ def test_a_source_without_trailing_slash_is_a_folder_and_reruns_do_not_grow(
     for run in range(3):
         assert main(["replicate", "--json", f"oss://{bucket}/data", f"oss://{bucket}/data2/"]) == 0
         summary = json.loads(capsys.readouterr().out)
-        assert summary["source"] == f"oss://{bucket}/data/"
-        assert (summary["objects"], summary["copied"]) == (20, 20 if run == 0 else 0)
         copied = objects(store, "data2")
-        assert len(copied) == 20 and copied[0] == "data2/d0/f0.txt"
-        assert all("//" not in k for k in copied)
+        assert len(copied) == 20, f"run {run + 1}: {len(copied)} objects under data2"
+        assert copied[0] == "data2/d0/f0.txt" and all("//" not in k for k in copied)
+        assert (summary["objects"], summary["copied"]) == (20, 20 if run == 0 else 0)
+        assert summary["source"] == f"oss://{bucket}/data/"
 
 
 @pytest.mark.parametrize(
