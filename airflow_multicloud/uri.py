@@ -60,18 +60,19 @@ def parse_uri(uri: str) -> DatasetURI:
     return DatasetURI(scheme, bucket, prefix)
 
 
-def folder_prefix(prefix: str) -> str:
+def folder_prefix(prefix: str, uri: str = "") -> str:
     """A dataset prefix as the folder it names: ``sales/2024`` becomes ``sales/2024/``; "" stays the whole bucket.
 
-    Raise :class:`InvalidURIError` for a prefix with an empty folder name (a leading ``/`` or ``//``): it would
-    address keys that no store lists under the folder the user meant.
+    Raise :class:`InvalidURIError` for a prefix with an empty folder name (a leading ``/`` or ``//``): nearly
+    always two pieces joined with one ``/`` too many, and it would read or write keys outside the folder meant.
     """
     if not prefix:
         return ""
     folder = prefix if prefix.endswith("/") else prefix + "/"
     if folder.startswith("/") or "//" in folder:
+        where = f"{uri!r}: prefix" if uri else "prefix"
         raise InvalidURIError(
-            f"prefix {prefix!r} has an empty folder name (a leading '/' or a '//'): write it as "
+            f"{where} {prefix!r} has an empty folder name (a leading '/' or a '//'): write it as "
             f"{'/'.join(p for p in folder.split('/') if p)}/ if that is the folder you mean"
         )
     return folder

@@ -126,3 +126,11 @@ def test_plan_entries_keep_actions_and_reasons_through_json() -> None:
     assert entry.actions == {0: PlanAction.COPY, 1: PlanAction.INVALID_KEY} and entry.reasons == {1: "too long"}
     assert PlanEntry.from_json(entry.to_json()) == entry
     assert Plan([entry]).to_copy == [entry]  # a shard carries it, so the mapped task reports it failed
+
+
+def test_cli_refuses_an_empty_folder_name_before_any_connection(capsys: pytest.CaptureFixture[str]) -> None:
+    from airflow_multicloud.cli.main import EXIT_BAD_INPUT, main
+
+    assert main(["replicate", "s3://raw-data//sales", "oss://backup-data/sales/"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "'s3://raw-data//sales': prefix '/sales' has an empty folder name" in err and "as sales/" in err
