@@ -11,7 +11,7 @@ from airflow_multicloud.errors import MulticloudError
 from airflow_multicloud.replication.model import Location
 from airflow_multicloud.schemes import SCHEMES
 from airflow_multicloud.stores.base import ObjectStore, TransferConfig
-from airflow_multicloud.uri import parse_uri
+from airflow_multicloud.uri import folder_prefix, parse_uri
 
 
 class MissingConnectionError(MulticloudError, ValueError):
@@ -76,7 +76,8 @@ def open_location(
 ) -> Location:
     """Parse ``uri`` and open it. A ``file://`` folder is the store's root; ``create`` makes it if missing.
 
-    ``lineage="input"`` or ``"output"`` also reports the dataset as hook-level lineage.
+    The prefix names a folder: ``oss://b/data`` opens ``oss://b/data/`` (:class:`Location` adds the ``/``).
+    ``lineage="input"`` or ``"output"`` also reports the dataset, by that folder URI, as hook-level lineage.
     """
     parsed = parse_uri(uri)
     if parsed.scheme == "file":
@@ -84,10 +85,12 @@ def open_location(
         if create:
             os.makedirs(root, exist_ok=True)
         return Location(open_store("file", root, None, transfer), "")
+    prefix = folder_prefix(parsed.prefix, uri)  # a bad prefix fails before any connection is looked up
     store, hook = _open(parsed.scheme, parsed.bucket, conn_id, transfer)
+    loc = Location(store, prefix)
     if lineage and hook is not None:
-        _report_lineage(hook, uri, lineage)
-    return Location(store, parsed.prefix)
+        _report_lineage(hook, loc.uri, lineage)
+    return loc
 
 
 def as_list(value: str | Sequence[str] | None) -> list[str]:

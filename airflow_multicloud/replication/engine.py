@@ -19,11 +19,12 @@ from airflow_multicloud.replication.model import (
     ObjectResult,
     Overwrite,
     Plan,
+    PlanAction,
     PlanEntry,
     RunSummary,
     parse_choice,
 )
-from airflow_multicloud.replication.plan import Filters, plan_copy
+from airflow_multicloud.replication.plan import Filters, invalid_keys, plan_copy
 from airflow_multicloud.replication.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,11 @@ def _results_by_dest(
     for entry in plan_entries:
         results = {r.destination: r for r in done.get(id(entry), [])}
         for d, action in entry.actions.items():
-            if action == "copy":
+            if action == PlanAction.COPY:
                 by_dest[d].append((entry, results[d]))
+            elif action == PlanAction.INVALID_KEY:
+                why = entry.reasons.get(d, "invalid key")
+                by_dest[d].append((entry, ObjectResult(entry.obj.rel, d, "failed", entry.obj.size, error=why)))
             else:
                 prev = plan.previous.get(d, {}).get(entry.obj.rel, {})
                 by_dest[d].append(
@@ -178,6 +182,8 @@ def replicate(
     summary = RunSummary(run_id, source.uri, [d.uri for d in destinations], dry_run=options.dry_run)
     summary.objects = len(plan.entries)
     summary.bytes = sum(e.obj.size for e in plan.entries)
+    summary.invalid_keys = invalid_keys(plan, destinations)
+    summary.reserved_skipped, summary.unlisted = len(plan.reserved), list(plan.unlisted)
     if not plan.entries and not options.allow_empty and shard is None:
         raise ValueError(
             f"source {source.uri} holds no objects (after filters): check the prefix and the date partition, "
@@ -197,6 +203,7 @@ def replicate(
         summary.copied = plan.count("copy")
         summary.skipped = plan.count("skip")
         summary.conflicts = plan.count("conflict")
+        summary.failed, summary.failed_keys = len(summary.invalid_keys), list(summary.invalid_keys)
         summary.duration_s = round(time.monotonic() - started, 3)
         return summary
     copied = run_plan(source, destinations, plan.entries, options)

@@ -184,6 +184,11 @@ class ObjectStore(ABC):
     native_crc64: ClassVar[bool] = False
     #: ETags are MD5 of the bytes (single PUT) or MD5 of part MD5s + "-N" (multipart), for unencrypted objects
     etag_is_md5: ClassVar[bool] = True
+    #: the service's key rules, checked before any request (:meth:`key_problem`): longest key in UTF-8 bytes,
+    #: characters a key must not start with, characters it must not contain
+    max_key_bytes: ClassVar[int | None] = None
+    key_bad_first: ClassVar[str] = ""
+    key_bad_chars: ClassVar[str] = ""
 
     def __init__(self, bucket: str, *, label: str = "", transfer: TransferConfig | None = None) -> None:
         self.bucket = bucket
@@ -201,10 +206,33 @@ class ObjectStore(ABC):
         """Identifies the service behind this store: two stores with the same id can copy server-side."""
         return self.scheme
 
+    def key_problem(self, key: str) -> str | None:
+        """Why this store would refuse ``key`` (None: it can hold it), decided without a request."""
+        if not key:
+            return "the key is empty"
+        try:
+            size = len(key.encode("utf-8"))
+        except UnicodeEncodeError:
+            return "the key is not valid UTF-8 text"
+        if self.max_key_bytes is not None and size > self.max_key_bytes:
+            return f"the key is {size} bytes of UTF-8; {self.scheme} keys are at most {self.max_key_bytes} bytes"
+        if key[0] in self.key_bad_first:
+            return f"{self.scheme} keys must not start with {key[0]!r}"
+        bad = sorted({c for c in key if c in self.key_bad_chars})
+        if bad:
+            names = ", ".join(f"U+{ord(c):04X}" for c in bad)
+            return f"{self.scheme} keys must not contain the control character(s) {names}"
+        return None
+
     # ---- reading ---------------------------------------------------------------------------------
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, in key order, fetched page by page as consumed."""
+
+    def list_noting(self, prefix: str, unlisted: builtins.list[str]) -> Iterator[ObjectInfo]:
+        """:meth:`list`, also appending to ``unlisted`` a line (name and reason) for each entry seen but not
+        listed; only local folders have such entries (symbolic links, special files)."""
+        return self.list(prefix)
 
     @abstractmethod
     def head(self, key: str) -> ObjectInfo:

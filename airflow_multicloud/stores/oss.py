@@ -55,6 +55,8 @@ class OssStore(ObjectStore):
     native_crc64: ClassVar[bool] = True  # x-oss-hash-crc64ecma on HEAD, combined over parts
     # OSS computes multipart ETags its own way: only single-PUT ETags are the MD5; the CRC64 proves the rest
     etag_is_md5: ClassVar[bool] = False
+    max_key_bytes: ClassVar[int | None] = 1023
+    key_bad_first: ClassVar[str] = "/\\"
     # CopyObject takes sources up to 1 GiB; larger ones are copied part by part (UploadPartCopy).
     copy_part_threshold: ClassVar[int] = 1024 * MiB
 

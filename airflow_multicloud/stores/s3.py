@@ -145,6 +145,7 @@ class S3Store(ObjectStore):
     """
 
     scheme = "s3"
+    max_key_bytes = 1024
     #: objects above this size are copied with UploadPartCopy (S3's CopyObject limit is 5 GiB).
     copy_threshold: ClassVar[int] = 5 * GiB
 

@@ -46,6 +46,18 @@ class CosError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+MAX_KEY_BYTES = 850  # COS object keys: at most 850 bytes, not led by / or \, no CAN, EM, SUB or ESC
+
+
+def _check_key(key: str) -> None:
+    """Refuse a key the real COS refuses, as it does (the SDK drops one leading '/' before sending)."""
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        raise CosError(400, "KeyTooLong", f"The object key is {size} bytes, longer than {MAX_KEY_BYTES}")
+    if key[0] in "/\\" or any(c in key for c in "\x18\x19\x1a\x1b"):
+        raise CosError(400, "InvalidArgument", "The object key starts with / or \\ or holds a control character")
+
+
 class CosHandler(ObjectHandler):
     server_version = "tencent-cos"
 
@@ -97,6 +109,8 @@ class CosHandler(ObjectHandler):
             # DiskBuckets.head reports a missing bucket as a missing key (NoSuchBucket is a KeyError)
             if self.operation != "PutBucket" and not self.server.buckets.bucket_exists(self.bucket):
                 raise disk.NoSuchBucket(self.bucket)
+            if self.key:
+                _check_key(self.key)
             handler()
         except CosError as exc:
             self.send_error_response(exc.status, exc.code, exc.message)
