@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+DEFAULT_REPORT_DIR = "_multicloud/reports/"  # under each replica's prefix, next to the manifests
 KINDS = ("missing", "extra", "size", "checksum", "rows", "unreadable", "expectation", "unverified")
 Value = str | int | None
 

@@ -127,13 +127,28 @@ def test_restore_drill_restores_and_proves_a_day(
         "MULTICLOUD_DRILL_REPLICA": f"cos://{replica}/flights/",
         "MULTICLOUD_DRILL_SCRATCH": f"s3://{scratch}/restored/",
     }
-    out = run_dag(
-        airflow_home, str(DAGS / "restore_drill.py"), "restore_drill", conf={"partition": "2013-01-05"}, extra_env=env
-    )
+
+    def drill() -> dict[str, Any]:
+        return run_dag(
+            airflow_home,
+            str(DAGS / "restore_drill.py"),
+            "restore_drill",
+            conf={"partition": "2013-01-05"},
+            extra_env=env,
+        )
+
+    out = drill()
     assert out["state"] == "success", out["log"][-4000:]
     restored = {o.key for o in s3.store(scratch).list("restored/") if "_multicloud" not in o.key}
     assert restored == {f"restored/date=2013-01-05/{n}" for n in ("part-0.csv", "part-1.jsonl", "_SUCCESS")}
-    assert out["xcom"]["prove_restore"]
+    result = out["xcom"]["restore_and_prove"]
+    assert (result["ok"], result["objects"], result["rows"]) == (True, 3, 5)
+    assert result["bytes"] == len(CSV) + 20 and result["restore_s"] > 0 and result["bytes_per_s"] > 0
+
+    # overwritten since that night with bytes of the same size: the replica no longer holds what was copied
+    cos.store(replica).write("flights/date=2013-01-05/part-0.csv", [CSV.replace(b"alpha", b"omega")])
+    out = drill()
+    assert (out["state"], out["tasks"]) == ("failed", {"restore_and_prove": "failed"})
 
 
 def test_large_partition_is_planned_once_and_copied_by_mapped_shards(
