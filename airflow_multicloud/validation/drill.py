@@ -114,7 +114,7 @@ def restore_drill(
         for rel in sorted(records.keys() - listing.keys())
     ]
     report.failures += [
-        Difference(rel, "extra", None, listing[rel].size, "not in the manifest: written after that night's copy")
+        Difference(rel, "extra", None, listing[rel].size, "no verified record in the manifest")
         for rel in sorted(listing.keys() - records.keys())
     ]
     todo = sorted(records.keys() & listing.keys(), key=lambda r: -listing[r].size)  # largest first

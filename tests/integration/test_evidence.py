@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_multicloud.replication.copy import CopyOptions
@@ -92,3 +93,26 @@ def test_manifest_that_proved_the_source_settles_a_multipart_replica(clean_servi
 
     rewrite_manifests(replica, says_unverified)
     assert compare_replicas(source, [replica]).replicas[0].unverified == 2, "both rested on the manifest alone"
+
+
+def test_manifest_counts_only_while_the_replica_keeps_its_recorded_last_modified(
+    clean_services: dict[str, Any],
+) -> None:
+    source = bucket(clean_services, "s3", BIG)
+    source.store.write(source.key("big.bin"), [os.urandom(6 * MiB)])
+    replica = bucket(clean_services, "oss", SMALL)
+    replicate(source, [replica], opts())
+    written = replica.store.head(replica.key("big.bin")).last_modified
+    assert written is not None
+
+    def records(when: datetime) -> Callable[[dict[str, Any]], None]:
+        return lambda rec: rec.update(dest_last_modified=when.isoformat())
+
+    rewrite_manifests(replica, records(written))  # as the copy records it: the HEAD's whole seconds
+    rep = compare_replicas(source, [replica]).replicas[0]
+    assert rep.passed == 1 and "(ETag, size, last-modified)" in rep.evidence["big.bin"], rep.evidence
+
+    rewrite_manifests(replica, records(written - timedelta(minutes=5)))  # the object was written again since
+    report = compare_replicas(source, [replica])
+    (diff,) = report.replicas[0].differences
+    assert (diff.key, diff.kind) == ("big.bin", "unverified") and "replica changed since (last-modified)" in diff.detail
