@@ -3,8 +3,9 @@ Great Expectations suites.
 
 ``quick`` reads no object data. It lists each side once and reads the replica's newest manifests; an object is
 settled from the listings and the manifest alone where they hold comparable checksums tied to the current
-versions (see :mod:`~airflow_multicloud.validation.evidence`), and only the rest get a HEAD (replica first, then
-the source where its native CRC64 could settle it). What nothing settles is ``unverified``, never passed.
+versions (a manifest only where its copy proved the source: see :mod:`~airflow_multicloud.validation.evidence`),
+and only the rest get a HEAD (replica first, then the source where its native CRC64 could settle it). What
+nothing settles is ``unverified``, never passed. Each object passed says, in words, what it passed on.
 
 ``full`` re-reads every object on both sides, streaming, and compares CRC64-XZ computed from the bytes: it catches
 what recorded checksums cannot see (a flipped byte at equal size, a record that lies). Each source object is read
