@@ -149,7 +149,8 @@ def replica_changed(record: Mapping[str, Any], replica: ObjectInfo) -> str:
         return "size"
     if not replica.etag or normalize_etag(record.get("dest_etag")) != normalize_etag(replica.etag):
         return "ETag"
-    if "dest_last_modified" in record and not _same_second(record["dest_last_modified"], replica.last_modified):
+    recorded = record.get("dest_last_modified")
+    if recorded is not None and not _same_second(recorded, replica.last_modified):
         return "last-modified"
     return ""
 
@@ -183,7 +184,7 @@ def manifest_claims(record: Mapping[str, Any] | None, source: ObjectInfo, replic
     changed = replica_changed(record, replica)
     if changed:
         return ManifestEvidence([], [], f"copy-time manifest not counted: the replica changed since ({changed})")
-    tie = "ETag, size, last-modified" if "dest_last_modified" in record else "ETag, size"
+    tie = "ETag, size" if record.get("dest_last_modified") is None else "ETag, size, last-modified"
     rep = recorded_values(record, f"replica unchanged since ({tie})")
     src_tied = record.get("size") == source.size and same_source_version(
         record.get("source_etag"), record.get("source_last_modified"), source

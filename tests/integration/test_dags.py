@@ -72,6 +72,22 @@ def test_bad_config_shows_as_an_import_error(tmp_path: Path, monkeypatch: pytest
     assert "entry 1 ('broken'): field 'destinations'" in error
 
 
+def test_config_allows_unverified_objects_under_the_operators_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    config = tmp_path / "datasets.yaml"
+    config.write_text(
+        "datasets:\n  - name: lenient\n    source: s3://raw/x/\n    destinations: [oss://bkt/x/]\n"
+        "    validate: {level: quick, allow_unverified: true}\n"
+    )
+    monkeypatch.setenv("MULTICLOUD_DATASETS_YAML", str(config))
+    bag = DagBag(dag_folder=str(DAGS / "config_datasets.py"))
+    assert bag.import_errors == {}
+    assert bag.dags["replicate_lenient"].get_task("validate").allow_unverified is True
+
+
 def test_nightly_replication_runs_then_rerun_copies_nothing(
     airflow_home: dict[str, str], clean_services: dict[str, Any]
 ) -> None:

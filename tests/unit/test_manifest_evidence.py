@@ -37,6 +37,7 @@ def test_source_proof(record: dict[str, Any], proof: SourceProof | None) -> None
     ("changes", "changed"),
     [
         ({}, ""),
+        ({"dest_last_modified": None}, ""),  # not known when the copy was made
         ({"dest_last_modified": WRITTEN.isoformat()}, ""),  # a HEAD's whole seconds, a listing's milliseconds
         ({"dest_last_modified": WRITTEN.replace(second=8).isoformat()}, "last-modified"),
         ({"dest_last_modified": WRITTEN.replace(tzinfo=None).isoformat()}, "last-modified"),
