@@ -14,14 +14,13 @@ from airflow_multicloud.hooks.factory import as_list
 from airflow_multicloud.lineage.datasets import dataset_asset, openlineage_dataset
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
 from airflow_multicloud.validation.compare import LEVELS
+from airflow_multicloud.validation.report import DEFAULT_REPORT_DIR
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_multicloud.replication.model import Location
     from airflow_multicloud.validation.report import ValidationReport
-
-DEFAULT_REPORT_DIR = "_multicloud/reports/"
 
 
 class ReplicaMismatchError(MulticloudError):
@@ -192,6 +191,72 @@ class ValidateReplicaOperator(BaseOperator):
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
         return self.get_openlineage_facets_on_complete(task_instance)
+
+
+class RestoreDrillOperator(BaseOperator):
+    """Restore one night's replica to a scratch location and prove it against that night's manifest.
+
+    Every object recorded in the replica's newest manifests is copied to ``scratch``; the CRC64 and size of the
+    restored bytes must equal the manifest's (a replica overwritten since fails, named). With ``count_rows``
+    the rows of each restored data file are counted and compared with the source rows the night's validation
+    recorded. Returns (XCom) the totals, the time to restore and the first failures.
+
+    :param replica: the replica of one partition (templated).
+    :param scratch: where to restore it (templated); objects there are overwritten.
+    :param replica_conn_id: connection for the replica (default: the scheme's ``*_default``).
+    :param scratch_conn_id: connection for the scratch location.
+    :param count_rows: count rows of each restored data file.
+    :param formats: glob -> format (``csv``, ``jsonl.gz``, ``parquet``...) where extensions do not tell.
+    """
+
+    template_fields: Sequence[str] = ("replica", "scratch", "replica_conn_id", "scratch_conn_id")
+    ui_color = "#eafaf1"
+
+    def __init__(
+        self,
+        *,
+        replica: str,
+        scratch: str,
+        replica_conn_id: str | None = None,
+        scratch_conn_id: str | None = None,
+        count_rows: bool = False,
+        formats: Mapping[str, str] | None = None,
+        workers: int = 8,
+        manifest_dir: str = DEFAULT_MANIFEST_DIR,
+        report_dir: str = DEFAULT_REPORT_DIR,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.replica = replica
+        self.scratch = scratch
+        self.replica_conn_id = replica_conn_id
+        self.scratch_conn_id = scratch_conn_id
+        self.count_rows = count_rows
+        self.formats = dict(formats) if formats else None
+        self.workers = workers
+        self.manifest_dir = manifest_dir
+        self.report_dir = report_dir
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_multicloud.hooks.factory import open_location
+        from airflow_multicloud.validation.drill import restore_drill
+
+        drill = restore_drill(
+            open_location(self.replica, self.replica_conn_id),
+            open_location(self.scratch, self.scratch_conn_id),
+            count_rows=self.count_rows,
+            formats=self.formats,
+            workers=self.workers,
+            manifest_dir=self.manifest_dir,
+            report_dir=self.report_dir,
+        )
+        self.log.info("%s", drill.summary())
+        if not drill.ok:
+            raise ReplicaMismatchError(
+                f"restore drill of {drill.replica}: {len(drill.failures)} object(s) do not match the manifest "
+                f"{drill.manifest}:\n  " + "\n  ".join(d.line() for d in drill.failures[:20])
+            )
+        return drill.to_json()
 
 
 def _destination_counts(summary: dict[str, Any], i: int) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from threading import Semaphore
+from typing import Any
 
 from airflow_multicloud.errors import MulticloudError, StoreError
 from airflow_multicloud.replication.copy import CopyOptions, copy_object
@@ -148,11 +149,19 @@ def _results_by_dest(
                             prev.get("crc64"),
                             prev.get("md5"),
                             prev.get("dest_etag"),
-                            ["previous-manifest" if prev else "metadata"] if action == "skip" else [],
+                            _carried_evidence(prev) if action == "skip" else [],
                         ),
                     )
                 )
     return by_dest
+
+
+def _carried_evidence(prev: dict[str, Any]) -> list[str]:
+    """A skip rests on the earlier copy: keep its source proof first, so validation still counts the record."""
+    if not prev:
+        return ["metadata"]
+    proof = [v for v in prev.get("verified_by") or () if isinstance(v, str) and v.startswith("source-")][:1]
+    return [*proof, "previous-manifest"]
 
 
 def replicate(
