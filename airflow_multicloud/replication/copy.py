@@ -114,10 +114,10 @@ class _SourceCheck:
             size += len(chunk)
         self.check_size(size)
         if hasher.result() != reference:
-            raise IntegrityError(
-                f"{self.uri}: two reads of the object gave different bytes (it changed, or a read "
-                "was corrupted on the way)"
-            )
+            raise self._reads_differ()
+
+    def _reads_differ(self) -> IntegrityError:
+        return IntegrityError(f"{self.uri}: two reads gave different bytes (it changed, or a read was corrupted)")
 
     def prove_bytes(self, data: bytes, listed: Evidence | None) -> None:
         """Prove a whole object held in memory: the listing's evidence where it matches, else the source's."""
@@ -133,10 +133,7 @@ class _SourceCheck:
         if evidence.second_read:
             again = b"".join(limited(self.store.read(self.key, chunk_size=self.opts.chunk_size), self.opts.limiter))
             if again != data:
-                raise IntegrityError(
-                    f"{self.uri}: two reads of the object gave different bytes (it changed, or a "
-                    "read was corrupted on the way)"
-                )
+                raise self._reads_differ()
             return
         evidence.check(self.uri, _digest(evidence, data))
 
@@ -285,6 +282,9 @@ def _same_bytes(src: ObjectInfo, dst: ObjectInfo, source: ObjectStore, dest: Obj
 def _copy_server_side(source: Location, d: int, dest: Location, obj: SourceObject, attempt: int) -> ObjectResult:
     src_key, dst_key = source.key(obj.rel), dest.key(obj.rel)
     src = source.store.source_info(src_key)
+    md5_based = source.store.etag_is_md5 if src.etag_is_md5 is None else src.etag_is_md5
+    if src.crc64 is None and not src.checksum and not (md5_based and src.etag):
+        raise _NoServerSideProof(f"{source.store.uri(src_key)}: no checksum a server-side copy could be compared with")
     if src.size != obj.size:
         raise IntegrityError(f"{source.store.uri(src_key)}: holds {src.size} bytes now, the listing said {obj.size}")
     meta = _metadata(obj, src.crc64)

@@ -290,9 +290,9 @@ class S3Store(ObjectStore):
             first = int(self._head(key, PartNumber=1)["ContentLength"])
             last = info.size - (count - 1) * first
             # every common tool cuts equal parts but the last: its size confirms the guess (a retry asks each part)
-            if not exact and 0 < last <= first:
-                if count == 1 or int(self._head(key, PartNumber=count)["ContentLength"]) == last:
-                    return [first] * (count - 1) + [last]
+            guess = not exact and 0 < last <= first
+            if guess and (count == 1 or int(self._head(key, PartNumber=count)["ContentLength"]) == last):
+                return [first] * (count - 1) + [last]
             with ThreadPoolExecutor(max_workers=8, thread_name_prefix="parts") as pool:
                 rest = pool.map(lambda n: int(self._head(key, PartNumber=n)["ContentLength"]), range(2, count + 1))
                 sizes = [first, *rest]
