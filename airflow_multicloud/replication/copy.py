@@ -21,6 +21,7 @@ from airflow_multicloud.replication.model import (
     parse_choice,
 )
 from airflow_multicloud.replication.proof import (
+    BackgroundHasher,
     Crc64Hex,
     Evidence,
     SourceVerification,
@@ -150,15 +151,18 @@ def _checked(chunks: Iterable[bytes], check: _SourceCheck, evidence: Evidence) -
     Raising before the stream ends keeps the writers from completing an upload of bad bytes. One hash pass, with
     the algorithm the evidence needs; a second read where the source holds no evidence.
     """
-    hasher = evidence.hasher()
+    hasher = BackgroundHasher(evidence.hasher())
     size = 0
     held: bytes | None = None
-    for chunk in chunks:
-        hasher.update(chunk)
-        size += len(chunk)
-        if held is not None:
-            yield held
-        held = chunk
+    try:
+        for chunk in chunks:
+            hasher.update(chunk)
+            size += len(chunk)
+            if held is not None:
+                yield held
+            held = chunk
+    finally:
+        hasher.close()
     check.check_size(size)
     if evidence.second_read:
         check.second_read(hasher.result())

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import queue
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,6 +125,33 @@ class _PartsMd5:
         if len(self._digests) != len(self._sizes) or self._extra:
             return "(bytes do not fit the part layout)"
         return f"{hashlib.md5(b''.join(self._digests)).hexdigest()}-{len(self._sizes)}"
+
+
+class BackgroundHasher:
+    """Hashes in a thread of its own: the next chunk is read while the last one is hashed (hashlib releases the
+    GIL), so proving a large object costs CPU time, not read throughput."""
+
+    def __init__(self, hasher: Hasher, depth: int = 4) -> None:
+        self._hasher = hasher
+        self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name="source-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            self._hasher.update(item)
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._queue.put(data)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def result(self) -> str:
+        self.close()
+        return self._hasher.result()
 
 
 @dataclass(frozen=True)
