@@ -319,11 +319,15 @@ def _try_server_side(
     source: Location, d: int, dest: Location, obj: SourceObject, attempt: int
 ) -> ObjectResult | BaseException | None:
     """The outcome of a server-side copy, or None when the object must be streamed instead: the copy cannot be
-    proven, or the service refuses it (another account, COS objects over 5 GB, ...)."""
+    proven, its checksums differ (a streamed copy is proven from the source's bytes and replaces it), or the service
+    refuses it (another account, COS objects over 5 GB, ...)."""
     try:
         return _copy_server_side(source, d, dest, obj, attempt)
     except _NoServerSideProof as exc:
         log.info("%s; streaming it instead", exc)
+        return None
+    except IntegrityError as exc:
+        log.warning("%s; streaming it instead", exc)
         return None
     except StoreError as exc:
         if exc.retryable or isinstance(exc, ObjectNotFoundError):

@@ -6,6 +6,7 @@ the object; the manifest says per object how its source bytes were proven.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -273,4 +274,29 @@ def test_no_server_side_streams_within_one_service(clean_services: dict[str, Any
     copy = CopyOptions(object_retries=1, server_side=False)
     replicate(source, [dest], opts(copy=copy))
     assert manifest(dest)["k.bin"]["verified_by"][1:] != ["server-side-copy", "crc64"]
+    assert_identical(source, [dest])
+
+
+def test_a_server_side_copy_whose_checksums_differ_is_streamed(clean_services: dict[str, Any]) -> None:
+    """moto (without awscrt) computes a CRC32 and names it CRC64NVME for the copy it makes: the two sides' checksums
+    differ, so the server-side copy counts for nothing and the object is streamed, proven by the source's own
+    CRC64NVME (asked for as a large object is: a small one is proven by the MD5 its listed ETag matched)."""
+    import anycrc
+
+    data = os.urandom(17 * MiB)
+    crc = base64.b64encode(anycrc.Model("CRC64-NVME").calc(data).to_bytes(8, "big")).decode()
+    source = location(clean_services, "s3")
+    client = source.store.client  # type: ignore[attr-defined]
+
+    def add_checksum(params: dict[str, Any], **_: Any) -> None:  # what an SDK with awscrt sends
+        params["headers"].update({"x-amz-checksum-crc64nvme": crc, "x-amz-sdk-checksum-algorithm": "CRC64NVME"})
+
+    client.meta.events.register("before-call.s3.PutObject", add_checksum, unique_id="test-crc64nvme")
+    client.put_object(Bucket=source.store.bucket, Key=PREFIX + "k.bin", Body=data)
+    client.meta.events.unregister("before-call.s3.PutObject", unique_id="test-crc64nvme")
+    assert source.store.source_info(PREFIX + "k.bin").checksum == crc
+    dest = location(clean_services, "s3")
+    replicate(source, [dest], opts())
+    record = manifest(dest)["k.bin"]
+    assert record["source_proof"] == SourceProof.S3_CHECKSUM and "server-side-copy" not in record["verified_by"]
     assert_identical(source, [dest])
