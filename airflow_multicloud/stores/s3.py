@@ -28,8 +28,8 @@ from airflow_multicloud.stores.base import (
     TransferConfig,
     UploadInfo,
     md5_b64,
-    normalize_etag,
 )
+from airflow_multicloud.stores.s3_proof import encrypted, parts_count, proof_info
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -280,10 +280,10 @@ class S3Store(ObjectStore):
 
     def source_info(self, key: str) -> ObjectInfo:
         # ChecksumMode: S3 returns the object's stored checksum only when asked
-        return _proof_info(key, self._head(key, ChecksumMode="ENABLED"))
+        return proof_info(key, self._head(key, ChecksumMode="ENABLED"))
 
     def part_sizes(self, key: str, info: ObjectInfo, *, exact: bool = False) -> builtins.list[int] | None:
-        count = _parts_count(info.etag)
+        count = parts_count(info.etag)
         if count is None:
             return None
         try:
@@ -347,14 +347,14 @@ class S3Store(ObjectStore):
             src_head = src_store._head(src_key, ChecksumMode="ENABLED")
         except ObjectNotFoundError as exc:
             raise ObjectNotFoundError(f"copy {src_uri} to {self.uri(dst_key)}: no such source object") from exc
-        src = _proof_info(src_key, src_head)
+        src = proof_info(src_key, src_head)
         new_meta = dict(src_head.get("Metadata", {}) if metadata is None else metadata)
         extra: dict[str, Any] = {}
         if src_head.get("ContentType"):
             extra["ContentType"] = src_head["ContentType"]
         # Copied part by part in the source's own layout, a multipart object keeps its ETag: the proof of the copy
         layout = None
-        if src.checksum is None and src.etag_is_md5 and _parts_count(src.etag):
+        if src.checksum is None and src.etag_is_md5 and parts_count(src.etag):
             layout = src_store.part_sizes(src_key, src)
         with self._errors(dst_key, f"copy {src_uri} to"):
             if layout is not None or src.size > self.copy_threshold:
@@ -381,7 +381,7 @@ class S3Store(ObjectStore):
             {k.lower(): v for k, v in new_meta.items()},
             src.checksum_algorithm if checksum else None,
             checksum,
-            not _encrypted(resp),
+            not encrypted(resp),
         )
 
     def _multipart_copy(
@@ -482,44 +482,3 @@ class S3Store(ObjectStore):
             for page in pages:
                 for up in page.get("Uploads", []):
                     yield UploadInfo(up["Key"], up["UploadId"], up.get("Initiated"))
-
-
-#: S3's whole-object checksums, the fastest to verify first
-_CHECKSUMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
-
-
-def _encrypted(resp: Mapping[str, Any]) -> bool:
-    """SSE-KMS and SSE-C objects have ETags that are not MD5s of their bytes (SSE-S3 ones do)."""
-    return str(resp.get("ServerSideEncryption", "")).startswith("aws:kms") or bool(resp.get("SSECustomerAlgorithm"))
-
-
-def _parts_count(etag: str | None) -> int | None:
-    """N of a multipart ETag ``<md5>-N``; None for any other ETag."""
-    digest, sep, count = normalize_etag(etag).rpartition("-")
-    return int(count) if sep and len(digest) == 32 and count.isdigit() and int(count) > 0 else None
-
-
-def _proof_info(key: str, resp: Mapping[str, Any]) -> ObjectInfo:
-    """An ObjectInfo from a HEAD asked with ChecksumMode: its whole-object checksum and whether the ETag is MD5-based.
-
-    A COMPOSITE checksum (multipart uploads that sent part checksums: "value-N", or no type on older servers) is a
-    checksum of the parts' checksums, not of the bytes: it is left out.
-    """
-    etag = resp.get("ETag")
-    kind = resp.get("ChecksumType")
-    algorithm, value = next(((a, resp[f"Checksum{a}"]) for a in _CHECKSUMS if resp.get(f"Checksum{a}")), (None, None))
-    whole = (
-        value is not None and "-" not in value and (kind == "FULL_OBJECT" or (kind is None and not _parts_count(etag)))
-    )
-    meta = {k.lower(): v for k, v in resp.get("Metadata", {}).items()}
-    return ObjectInfo(
-        key,
-        int(resp["ContentLength"]),
-        etag,
-        resp.get("LastModified"),
-        None,
-        meta,
-        algorithm if whole else None,
-        value if whole else None,
-        not _encrypted(resp),
-    )
