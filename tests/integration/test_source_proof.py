@@ -78,6 +78,37 @@ def _s3_upload_file(services: dict[str, Any], key: str, data: bytes, tmp: Path, 
     return loc
 
 
+def _s3_full_object_crc32(services: dict[str, Any], key: str, data: bytes, part: int) -> Location:
+    """A multipart upload that also gave S3 the whole object's CRC32 (ChecksumType FULL_OBJECT)."""
+    import zlib
+
+    loc = location(services, "s3")
+    client, bucket = loc.store.client, loc.store.bucket  # type: ignore[attr-defined]
+    upload = client.create_multipart_upload(
+        Bucket=bucket, Key=PREFIX + key, ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT"
+    )["UploadId"]
+    parts = []
+    for number, offset in enumerate(range(0, len(data), part), start=1):
+        resp = client.upload_part(
+            Bucket=bucket,
+            Key=PREFIX + key,
+            UploadId=upload,
+            PartNumber=number,
+            Body=data[offset : offset + part],
+            ChecksumAlgorithm="CRC32",
+        )
+        parts.append({"PartNumber": number, "ETag": resp["ETag"], "ChecksumCRC32": resp["ChecksumCRC32"]})
+    client.complete_multipart_upload(
+        Bucket=bucket,
+        Key=PREFIX + key,
+        UploadId=upload,
+        MultipartUpload={"Parts": parts},
+        ChecksumType="FULL_OBJECT",
+        ChecksumCRC32=base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode(),
+    )
+    return loc
+
+
 def _ours(services: dict[str, Any], name: str, key: str, data: bytes) -> Location:
     loc = location(services, name)
     loc.store.write(PREFIX + key, [data])
@@ -95,6 +126,10 @@ SOURCES = {
     ),
     "s3-crc32": (
         lambda s, t, d: _s3_put(s, "k.bin", d[: 20 * MiB], ChecksumAlgorithm="CRC32"),
+        SourceProof.S3_CHECKSUM,
+    ),
+    "s3-multipart-full-crc32": (
+        lambda s, t, d: _s3_full_object_crc32(s, "k.bin", d, 7 * MiB),
         SourceProof.S3_CHECKSUM,
     ),
     # SSE-KMS: the ETag is no MD5 (moto's is, AWS's is not: the HEAD's encryption decides) and there is no checksum
@@ -183,7 +218,10 @@ def test_a_byte_flipped_in_a_destination_write_is_retried(
     replicate(source, [dest], opts())
     assert [r.fired for r in rules] == [1, 1]
     assert_identical(source, [dest])
-    assert {r["source_proof"] for r in manifest(dest).values()} == {SourceProof.CRC64}  # the local sidecar's
+    records = manifest(dest).values()
+    assert {r["source_proof"] for r in records} == {SourceProof.CRC64}  # the local sidecar's
+    # COS and OSS are asked for their CRC64 after the write anyway: that HEAD gives the replica's time, free
+    assert all(bool(r["dest_last_modified"]) == (name != "s3") for r in records)
 
 
 class _RewriteOnce(BandwidthLimiter):
