@@ -206,13 +206,9 @@ class LocalStore(ObjectStore):
         except FileNotFoundError as exc:
             tmp.unlink(missing_ok=True)
             raise src._missing(src_key) from exc
-        meta = {
-            "metadata": dict(info.metadata if metadata is None else metadata),
-            "md5": info.etag,
-            "crc64": info.crc64,
-        }
-        if info.etag is None:  # the source had no valid sidecar: compute them now
-            meta["md5"], meta["crc64"] = _digests(tmp)
+        # computed from the copy, never carried over from the source's sidecar: comparing the two proves the copy
+        md5, crc = _digests(tmp)
+        meta = {"metadata": dict(info.metadata if metadata is None else metadata), "md5": md5, "crc64": crc}
         self._commit(dst_key, tmp, meta)
         return self.head(dst_key)
 

@@ -261,7 +261,7 @@ def test_a_local_file_rewritten_during_its_copy_gives_one_whole_version(
 
 def test_server_side_copies_are_proven_by_both_sides_checksums(clean_services: dict[str, Any], tmp_path: Path) -> None:
     data = os.urandom(14 * MiB)
-    for name in ("cos", "oss"):
+    for name in ("cos", "oss", "file"):
         source = _ours(clean_services, name, "k.bin", data)
         dest = location(clean_services, name)
         replicate(source, [dest], opts())
