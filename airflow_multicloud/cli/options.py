@@ -11,6 +11,7 @@ from airflow_multicloud.replication.copy import CopyOptions
 from airflow_multicloud.replication.engine import ReplicationOptions
 from airflow_multicloud.replication.model import Mode, Overwrite, parse_choice
 from airflow_multicloud.replication.plan import Filters
+from airflow_multicloud.replication.proof import SourceVerification
 from airflow_multicloud.replication.stream import BandwidthLimiter
 from airflow_multicloud.stores.base import DEFAULT_TRANSFER, MiB, TransferConfig
 
@@ -101,6 +102,13 @@ def add_replication_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bandwidth", type=size, help="limit source reads to this many bytes per second, e.g. 50MiB")
     p.add_argument("--retries", type=int, default=3, help="attempts per object after the first (default 3)")
     p.add_argument("--no-server-side", action="store_true", help="always stream, even within one service")
+    p.add_argument(
+        "--source-verification",
+        choices=[v.value for v in SourceVerification],
+        default=SourceVerification.AUTO.value,
+        help="auto (default): prove each object read with the source's own checksums, else by a second read; "
+        "strict: fail objects whose source holds no checksum",
+    )
     p.add_argument("--progress-interval", type=float, default=5.0, help="seconds between progress lines")
     p.add_argument("--run-id", default="", help="name for the manifests (default: random)")
 
@@ -121,6 +129,7 @@ def replication_options(args: argparse.Namespace) -> ReplicationOptions:
             object_retries=args.retries,
             limiter=BandwidthLimiter(args.bandwidth) if args.bandwidth else None,
             server_side=not args.no_server_side,
+            source_verification=args.source_verification,
         ),
         dry_run=args.dry_run,
         allow_empty=args.allow_empty,

@@ -48,6 +48,9 @@ class ReplicateDatasetOperator(BaseOperator):
     :param multipart_threshold: multipart at or above this size; ``part_size`` and ``part_concurrency`` per object.
     :param bandwidth_limit: bytes per second read from the source, across all workers.
     :param object_retries: further attempts per object after a failure (5xx, reset, checksum mismatch).
+    :param server_side: copy within one service server-side (proven by both sides' checksums, else streamed).
+    :param source_verification: ``auto`` proves each object read with the source's own checksums, else by a second
+        read; ``strict`` fails objects whose source holds no checksum.
     :param plan_shard: a shard from :class:`PlanReplicationOperator` (for ``.expand()``): copy just those objects.
     """
 
@@ -77,6 +80,8 @@ class ReplicateDatasetOperator(BaseOperator):
         part_concurrency: int = DEFAULT_TRANSFER.max_concurrency,
         bandwidth_limit: int | None = None,
         object_retries: int = 3,
+        server_side: bool = True,
+        source_verification: str = "auto",
         manifest_dir: str = DEFAULT_MANIFEST_DIR,
         progress_interval: float = 30.0,
         plan_shard: dict[str, Any] | None = None,
@@ -100,7 +105,9 @@ class ReplicateDatasetOperator(BaseOperator):
             max_delete=max_delete,
             workers=workers,
             large_workers=large_workers,
-            copy=CopyOptions(object_retries=object_retries),
+            copy=CopyOptions(
+                object_retries=object_retries, server_side=server_side, source_verification=source_verification
+            ),
             manifest_dir=manifest_dir,
             dry_run=dry_run,
             allow_empty=allow_empty,

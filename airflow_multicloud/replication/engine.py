@@ -138,30 +138,28 @@ def _results_by_dest(
                 by_dest[d].append((entry, ObjectResult(entry.obj.rel, d, "failed", entry.obj.size, error=why)))
             else:
                 prev = plan.previous.get(d, {}).get(entry.obj.rel, {})
-                by_dest[d].append(
-                    (
-                        entry,
-                        ObjectResult(
-                            entry.obj.rel,
-                            d,
-                            "skipped" if action == "skip" else "conflict",
-                            entry.obj.size,
-                            prev.get("crc64"),
-                            prev.get("md5"),
-                            prev.get("dest_etag"),
-                            _carried_evidence(prev) if action == "skip" else [],
-                        ),
-                    )
-                )
+                by_dest[d].append((entry, _unchanged_result(entry, d, action, prev)))
     return by_dest
 
 
-def _carried_evidence(prev: dict[str, Any]) -> list[str]:
-    """A skip rests on the earlier copy: keep its source proof first, so validation still counts the record."""
-    if not prev:
-        return ["metadata"]
-    proof = [v for v in prev.get("verified_by") or () if isinstance(v, str) and v.startswith("source-")][:1]
-    return [*proof, "previous-manifest"]
+def _unchanged_result(entry: PlanEntry, d: int, action: str, prev: dict[str, Any]) -> ObjectResult:
+    """A skipped or conflicting object: a skip rests on the earlier verified copy, so its record carries that
+    copy's checksums, source proof and replica version forward (validation counts a record only with them)."""
+    held: dict[str, Any] = {"crc64": prev.get("crc64"), "md5": prev.get("md5"), "dest_etag": prev.get("dest_etag")}
+    if action != PlanAction.SKIP:
+        return ObjectResult(entry.obj.rel, d, "conflict", entry.obj.size, **held)
+    proofs = [v for v in prev.get("verified_by") or () if isinstance(v, str) and v.startswith("source-")]
+    proof = prev.get("source_proof") or (proofs[0] if proofs else None)
+    return ObjectResult(
+        entry.obj.rel,
+        d,
+        "skipped",
+        entry.obj.size,
+        **held,
+        verified_by=[proof, "previous-manifest"] if proof else ["previous-manifest" if prev else "metadata"],
+        source_proof=proof,
+        dest_last_modified=prev.get("dest_last_modified"),
+    )
 
 
 def replicate(

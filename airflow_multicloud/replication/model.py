@@ -157,6 +157,8 @@ class ObjectResult:
     verified_by: list[str] = field(default_factory=list)
     error: str | None = None
     attempts: int = 0
+    source_proof: str | None = None  # a SourceProof value: how the bytes read were proven the source's
+    dest_last_modified: str | None = None  # ISO time of the replica, where proving the write told it
 
 
 @dataclass

@@ -37,6 +37,12 @@ class ObjectInfo:
     :param key: the full key in the bucket.
     :param crc64: the store's own whole-object CRC64-XZ (COS, OSS), or None where it gives none.
     :param metadata: user metadata, lower-case names without the store's prefix (from ``head`` only).
+    :param checksum_algorithm: the algorithm of a whole-object checksum the store keeps besides ``crc64`` (S3:
+        ``CRC64NVME``, ``CRC32``, ``CRC32C``, ``SHA1``, ``SHA256``), from ``source_info`` only.
+    :param checksum: that checksum, base64 as the store sends it (never a per-part "composite" one).
+    :param etag_is_md5: whether this object's ETag is MD5-based (the MD5 of its bytes, or of its parts' MD5s
+        plus ``-N``); None: as the store's ``etag_is_md5`` says. Encrypted S3 objects (SSE-KMS, SSE-C) have other
+        ETags.
     """
 
     key: str
@@ -45,6 +51,9 @@ class ObjectInfo:
     last_modified: datetime | None = None
     crc64: int | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    checksum_algorithm: str | None = None
+    checksum: str | None = None
+    etag_is_md5: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +198,8 @@ class ObjectStore(ABC):
     max_key_bytes: ClassVar[int | None] = None
     key_bad_first: ClassVar[str] = ""
     key_bad_chars: ClassVar[str] = ""
+    #: ``read`` itself fails (IntegrityError) when the object changes while it is read (local files)
+    stable_reads: ClassVar[bool] = False
 
     def __init__(self, bucket: str, *, label: str = "", transfer: TransferConfig | None = None) -> None:
         self.bucket = bucket
@@ -241,6 +252,17 @@ class ObjectStore(ABC):
     @abstractmethod
     def read(self, key: str, start: int = 0, end: int | None = None, chunk_size: int = MiB) -> Iterator[bytes]:
         """Stream bytes ``[start, end)`` of an object (``end=None``: to the end)."""
+
+    def source_info(self, key: str) -> ObjectInfo:
+        """``head`` plus what the store keeps that proves a read of the object: whole-object checksums and
+        whether its ETag is MD5-based (stores whose HEAD tells all of it already keep this default)."""
+        return self.head(key)
+
+    def part_sizes(self, key: str, info: ObjectInfo, *, exact: bool = False) -> builtins.list[int] | None:
+        """The sizes of the parts the object was uploaded in, to recompute its multipart ETag from a read; None
+        where the store cannot tell. ``exact=False`` may assume equal parts but the last (as every common tool
+        uploads); ``exact=True`` asks for each part's size."""
+        return None
 
     # ---- changing --------------------------------------------------------------------------------
     @abstractmethod
@@ -461,13 +483,28 @@ def check_integrity(store: ObjectStore, key: str, sent: WriteResult, reported: O
         )
 
 
+@dataclass(frozen=True)
+class WriteProof:
+    """How a write was proven (``evidence``), and the stored object's modification time where the proof's HEAD
+    told it (None: no HEAD was needed)."""
+
+    evidence: builtins.list[str]
+    last_modified: datetime | None = None
+
+
 def verify_write(store: ObjectStore, sent: WriteResult) -> builtins.list[str]:
-    """Prove that what the store keeps is what was sent; return the evidence used, raise IntegrityError if not.
+    """Prove that what the store keeps is what was sent; return the evidence used, raise IntegrityError if not."""
+    return prove_write(store, sent).evidence
+
+
+def prove_write(store: ObjectStore, sent: WriteResult) -> WriteProof:
+    """:func:`verify_write`, also returning the modification time the HEAD (if any) reported.
 
     The ETag a store returns is computed by the store from the bytes it received; where it is MD5-based it is
     compared with what was sent, at no extra request. Stores with a native CRC64 are also asked (one HEAD).
     """
     evidence: builtins.list[str] = []
+    modified = None
     etag = normalize_etag(sent.etag)
     if etag and (is_md5_etag(etag) or "-" in etag) and store.etag_is_md5:
         if etag != sent.expected_etag:
@@ -478,8 +515,9 @@ def verify_write(store: ObjectStore, sent: WriteResult) -> builtins.list[str]:
     if store.native_crc64:
         reported = store.head(sent.key)
         check_integrity(store, sent.key, sent, reported)
+        modified = reported.last_modified
         if reported.crc64 is not None:
             evidence.append("crc64")
     if not evidence:
         raise IntegrityError(f"{store.uri(sent.key)}: the store gave nothing to verify the written bytes against")
-    return evidence
+    return WriteProof(evidence, modified)

@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow_multicloud.checksums import crc64
-from airflow_multicloud.errors import BucketNotFoundError, InvalidKeyError, ObjectNotFoundError, StoreError
+from airflow_multicloud.errors import (
+    BucketNotFoundError,
+    IntegrityError,
+    InvalidKeyError,
+    ObjectNotFoundError,
+    StoreError,
+)
 from airflow_multicloud.stores.base import MiB, ObjectInfo, ObjectStore, PartInfo, TransferConfig, UploadInfo
 
 log = logging.getLogger(__name__)
@@ -45,6 +51,7 @@ class LocalStore(ObjectStore):
 
     scheme = "file"
     native_crc64 = True  # computed on every write and kept in the sidecar
+    stable_reads = True  # a read fails when the file changes under it
 
     def __init__(self, bucket: str, *, label: str = "", transfer: TransferConfig | None = None) -> None:
         # the real path: two spellings of one folder (a link to it) must look the same to the overlap check
@@ -205,15 +212,29 @@ class LocalStore(ObjectStore):
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
             raise self._missing(key) from exc
         with f:
+            before = _version(os.fstat(f.fileno()))
             f.seek(start)
             left = -1 if end is None else max(end - start, 0)
             while left != 0:
                 chunk = f.read(chunk_size if left < 0 else min(chunk_size, left))
                 if not chunk:
-                    return
+                    break
                 if left > 0:
                     left -= len(chunk)
                 yield chunk
+            self._check_unchanged(key, path, before, os.fstat(f.fileno()))
+
+    def _check_unchanged(self, key: str, path: Path, before: tuple[int, int, int], after: os.stat_result) -> None:
+        """A file written or replaced while it was read gives bytes of neither version: refuse them."""
+        try:
+            now = _version(path.stat())
+        except OSError:
+            now = None
+        if _version(after) != before or now != before:
+            raise IntegrityError(
+                f"{self.uri(key)}: the file changed while it was read (size, modification time or inode differ); "
+                "the read is retried, or wait until whatever writes it has finished"
+            )
 
     # ---- changing --------------------------------------------------------------------------------
     def copy(self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
@@ -236,13 +257,9 @@ class LocalStore(ObjectStore):
         except FileNotFoundError as exc:
             tmp.unlink(missing_ok=True)
             raise src._missing(src_key) from exc
-        meta = {
-            "metadata": dict(info.metadata if metadata is None else metadata),
-            "md5": info.etag,
-            "crc64": info.crc64,
-        }
-        if info.etag is None:  # the source had no valid sidecar: compute them now
-            meta["md5"], meta["crc64"] = _digests(tmp)
+        # computed from the copy, never carried over from the source's sidecar: comparing the two proves the copy
+        md5, crc = _digests(tmp)
+        meta = {"metadata": dict(info.metadata if metadata is None else metadata), "md5": md5, "crc64": crc}
         self._commit(dst_key, tmp, meta)
         return self.head(dst_key)
 
@@ -411,6 +428,10 @@ def _key_problem(key: str) -> str:
 
 def _inside(root: str, real: str) -> bool:
     return real == root or real.startswith(root.rstrip("/") + "/")
+
+
+def _version(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def _digests(path: Path) -> tuple[str, int]:
