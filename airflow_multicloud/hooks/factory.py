@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from airflow_multicloud.errors import MulticloudError
+from airflow_multicloud.errors import InvalidURIError, MulticloudError
 from airflow_multicloud.replication.model import Location
-from airflow_multicloud.stores.base import ObjectStore, TransferConfig
+from airflow_multicloud.stores.base import ObjectInfo, ObjectStore, TransferConfig
 from airflow_multicloud.uri import parse_uri
 
 DEFAULT_CONN_IDS = {"s3": "aws_default", "cos": "cos_default", "oss": "oss_default", "file": ""}
@@ -75,6 +75,33 @@ def _report_lineage(hook: Any, uri: str, role: str) -> None:
     add(context=hook, uri=str(parse_uri(uri)))
 
 
+def _local_folder(root: str, create: bool, transfer: TransferConfig | None) -> ObjectStore:
+    """A ``file://`` dataset's folder. ``create``: it may be missing, and is made by the first write, so a run refused
+    for bad input leaves no empty folder behind (least of all inside the source it refused to write into)."""
+    from airflow_multicloud.stores.local import LocalStore
+
+    if not create:
+        return LocalStore(root, label="local files", transfer=transfer)
+    existing = root
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "the destination" if existing == root else f"{existing!r}, on the way to the destination,"
+        raise InvalidURIError(f"file://{root}/: {what} is a file, not a folder: name a folder for the replica")
+    if existing != root and not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidURIError(f"file://{root}/: cannot create the folder, {existing!r} is not writable")
+
+    class FolderMadeOnFirstWrite(LocalStore):
+        def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+            return super().list(prefix) if os.path.lexists(self.root) else iter(())
+
+        def _check_root(self) -> None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            super()._check_root()
+
+    return FolderMadeOnFirstWrite(root, label="local files", transfer=transfer)
+
+
 def open_location(
     uri: str,
     conn_id: str | None = None,
@@ -83,16 +110,15 @@ def open_location(
     create: bool = False,
     lineage: str | None = None,
 ) -> Location:
-    """Parse ``uri`` and open it. A ``file://`` folder is the store's root; ``create`` makes it if missing.
+    """Parse ``uri`` and open it. A ``file://`` folder is the store's root; ``create``: a missing one is made when
+    the first object is written to it.
 
     ``lineage="input"`` or ``"output"`` also reports the dataset as hook-level lineage.
     """
     parsed = parse_uri(uri)
     if parsed.scheme == "file":
         root = "/" + parsed.prefix.rstrip("/")
-        if create:
-            os.makedirs(root, exist_ok=True)
-        return Location(open_store("file", root, None, transfer), "")
+        return Location(_local_folder(root, create, transfer), "")
     store, hook = _open(parsed.scheme, parsed.bucket, conn_id, transfer)
     if lineage and hook is not None:
         _report_lineage(hook, uri, lineage)
