@@ -135,6 +135,14 @@ def transfer_config(args: argparse.Namespace) -> TransferConfig:
 
 
 def replication_options(args: argparse.Namespace) -> ReplicationOptions:
+    # checked here too so that messages name the flags; ReplicationOptions checks the same for the operators
+    arguments.whole("--retries", args.retries)
+    arguments.whole("--workers", args.workers, 1)
+    arguments.whole("--large-workers", args.large_workers, 1)
+    arguments.whole("--max-delete", args.max_delete)
+    arguments.number("--progress-interval", args.progress_interval)
+    arguments.globs("--include", args.include)
+    arguments.globs("--exclude", args.exclude)
     return ReplicationOptions(
         mode=parse_choice(Mode, args.mode, "mode"),
         overwrite=parse_choice(Overwrite, args.overwrite, "overwrite"),
