@@ -36,7 +36,8 @@ class Case:
     Placeholders in angle brackets name the test bed's datasets (see ``bed``): <src> an S3 source with three
     objects, <cos> <oss> <s3dst> empty destinations, <mirror> a COS destination holding two objects absent at the
     source, <stale> an OSS copy of the source without manifests, <tmp> a folder with ``src/`` (files), ``afile``
-    (a file) and ``ro/`` (read-only); <bad_s3> <bad_cos> <bad_oss> define connections with a wrong secret.
+    (a file) and ``ro/`` (read-only); <bad_s3> <bad_cos> <bad_oss> define connections with a wrong secret,
+    <oss_region> one with the wrong region.
     """
 
     id: str
@@ -160,6 +161,23 @@ CASES = [
         2,
         "check the access key secret",
         (REP, "<src>", "<oss>", "--conn", "<bad_oss>", "--dst-conn", "bad_oss"),
+    ),
+    Case(
+        "wrong-region-oss",
+        "connections",
+        2,
+        "is not the bucket's: set the connection's extra \"region\"",
+        (REP, "<src>", "<oss>", "--conn", "<oss_region>", "--dst-conn", "oss_region"),
+    ),
+    # S3 answers a request signed for another region with AuthorizationHeaderMalformed (botocore follows the
+    # redirects AWS endpoints give); the local S3 accepts any region, so the answer is injected
+    Case(
+        "wrong-region-s3",
+        "connections",
+        2,
+        "refused the region of connection",
+        (REP, "<src>", "<cos>"),
+        fault=("s3", {"kind": "status", "status": 400, "code": "AuthorizationHeaderMalformed"}),
     ),
     # ---- options
     Case("unknown-mode", "options", 2, "mode='sync' is not supported", (REP, "<src>", "<cos>", "--mode", "sync")),
@@ -375,6 +393,8 @@ def bed(services: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> d
         conn = services[name].connection(conn_id)
         return f"{conn_id}={json.dumps({**conn, 'password': 'wrong-secret-0000000000000000'})}"
 
+    oss_region = services["oss"].connection("oss_region")
+    oss_region["extra"]["region"] = "cn-shanghai" if oss_region["extra"]["region"] != "cn-shanghai" else "cn-beijing"
     return {
         "stores": [s3.store(src), s3.store(s3dst), cos.store(cb), cos.store(mirror), oss.store(ob), oss.store(stale)],
         "tmp": tmp,
@@ -393,6 +413,7 @@ def bed(services: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> d
             "bad_s3": bad("s3", "bad_s3"),
             "bad_cos": bad("cos", "bad_cos"),
             "bad_oss": bad("oss", "bad_oss"),
+            "oss_region": f"oss_region={json.dumps(oss_region)}",
         },
     }
 
@@ -462,8 +483,8 @@ def test_bad_input(
     finally:
         for key in set(os.environ) - defined:  # --conn defines connections for the rest of the process
             del os.environ[key]
-    clean_services["s3"].faults.clear()
-    clean_services["oss"].faults.clear()
+    for name in ("s3", "oss"):
+        clean_services[name].faults.clear()
     assert snapshot(bed) == before, "a refused run must write and delete nothing"
 
 
