@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ class Case:
     Placeholders in angle brackets name the test bed's datasets (see ``bed``): <src> an S3 source with three
     objects, <cos> <oss> <s3dst> empty destinations, <mirror> a COS destination holding two objects absent at the
     source, <stale> an OSS copy of the source without manifests, <tmp> a folder with ``src/`` (files), ``afile``
-    (a file) and ``ro/`` (read-only); <bad_s3> <bad_cos> <bad_oss> define connections with a wrong secret,
+    (a file) and ``ro/`` (read-only); <evil> an S3 source whose keys
+    hold '..', '.' and empty segments; <bad_s3> <bad_cos> <bad_oss> define connections with a wrong secret,
     <oss_region> one with the wrong region.
     """
 
@@ -50,6 +52,9 @@ class Case:
     execute: bool = False
     fault: tuple[str, dict[str, Any]] | None = None
     needs_non_root: bool = False
+    #: a folder under <tmp> where only this package's own files (manifests) may appear: the refused objects are
+    #: named and the run goes on with the others, so it writes its manifest
+    manifest_only_in: str = ""
 
     @property
     def shown(self) -> str:
@@ -178,6 +183,23 @@ CASES = [
         "refused the region of connection",
         (REP, "<src>", "<cos>"),
         fault=("s3", {"kind": "status", "status": 400, "code": "AuthorizationHeaderMalformed"}),
+    ),
+    # ---- keys a destination cannot hold
+    Case(
+        "keys-that-climb-out-of-a-folder",
+        "keys",
+        1,
+        "key '../../escape.txt' cannot be stored as a local file: it has a '..' path component",
+        (REP, "<evil>", "<file_keys>"),
+        manifest_only_in="keys",
+    ),
+    Case(
+        "keys-with-dot-or-empty-segments",
+        "keys",
+        1,
+        "it has an empty path component",
+        (REP, "<evil>", "<file_keys>"),
+        manifest_only_in="keys",
     ),
     # ---- options
     Case("unknown-mode", "options", 2, "mode='sync' is not supported", (REP, "<src>", "<cos>", "--mode", "sync")),
@@ -374,7 +396,9 @@ CASES = [
 @pytest.fixture(scope="module")
 def bed(services: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     s3, cos, oss = services["s3"], services["cos"], services["oss"]
-    src, s3dst = s3.create_bucket(), s3.create_bucket()
+    src, s3dst, evil = s3.create_bucket(), s3.create_bucket(), s3.create_bucket()
+    for key in ("in/../../escape.txt", "in/./dot.csv", "in//double.csv"):
+        s3.store(evil).write(key, [b"x"])
     cb, mirror, ob, stale = cos.create_bucket(), cos.create_bucket(), oss.create_bucket(), oss.create_bucket()
     for key, data in FILES.items():
         s3.store(src).write(key, [data])
@@ -396,11 +420,21 @@ def bed(services: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> d
     oss_region = services["oss"].connection("oss_region")
     oss_region["extra"]["region"] = "cn-shanghai" if oss_region["extra"]["region"] != "cn-shanghai" else "cn-beijing"
     return {
-        "stores": [s3.store(src), s3.store(s3dst), cos.store(cb), cos.store(mirror), oss.store(ob), oss.store(stale)],
+        "stores": [
+            s3.store(src),
+            s3.store(s3dst),
+            s3.store(evil),
+            cos.store(cb),
+            cos.store(mirror),
+            oss.store(ob),
+            oss.store(stale),
+        ],
         "tmp": tmp,
         "values": {
             "src": f"s3://{src}/in/",
             "src_bucket_uri": f"s3://{src}/",
+            "evil": f"s3://{evil}/in/",
+            "file_keys": f"file://{tmp}/keys/deeper/",  # ../../ from here would land in <tmp>
             "cos": f"cos://{cb}/out/",
             "oss": f"oss://{ob}/out/",
             "s3dst": f"s3://{s3dst}/out/",
@@ -485,7 +519,15 @@ def test_bad_input(
             del os.environ[key]
     for name in ("s3", "oss"):
         clean_services[name].faults.clear()
-    assert snapshot(bed) == before, "a refused run must write and delete nothing"
+    after = snapshot(bed)
+    if case.manifest_only_in:
+        written = {p for p, _ in after["files"]} - {p for p, _ in before["files"]}
+        assert all(p.startswith(case.manifest_only_in) for p in written), "nothing outside the destination"
+        data = [p for p in written if Path(p).parts[1:2] not in ((), ("_multicloud",)) and ".multicloud" not in p]
+        assert data == [], "no refused key written anywhere"
+        shutil.rmtree(bed["tmp"] / case.manifest_only_in)
+        after = snapshot(bed)
+    assert after == before, "a refused run must write and delete nothing"
 
 
 def test_json_summary_for_bad_input(
