@@ -28,6 +28,7 @@ class _Parser(argparse.ArgumentParser):
     """Raises instead of exiting, so a refused flag still gets the summary every run prints."""
 
     def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
         raise UsageError(f"{self.prog}: {message}")
 
 

@@ -26,7 +26,7 @@ class Outcome(IntEnum):
 
 _MEANING = {
     Outcome.VERIFIED: "every object verified",
-    Outcome.FAILED: "some objects failed (named above)",
+    Outcome.FAILED: "some objects failed (each is named on stderr)",
     Outcome.BAD_INPUT: "bad input: nothing was written",
     Outcome.INCOMPLETE: "the run could not finish (service or network failure): run it again to finish",
 }

@@ -235,8 +235,6 @@ def replicate(
         _copy_and_record(source, destinations, plan, options, summary, shard)
         if options.mode is Mode.MIRROR:
             _mirror_deletes(destinations, deletes, options, summary)
-    except ReplicationError:
-        raise
     except Exception as exc:
         summary.duration_s = round(time.monotonic() - started, 3)
         raise IncompleteRunError(
