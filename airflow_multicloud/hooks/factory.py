@@ -9,6 +9,7 @@ from typing import Any
 from airflow_multicloud.errors import InvalidURIError, MulticloudError
 from airflow_multicloud.replication.model import Location
 from airflow_multicloud.stores.base import ObjectInfo, ObjectStore, TransferConfig
+from airflow_multicloud.stores.local import LocalStore
 from airflow_multicloud.uri import parse_uri
 
 DEFAULT_CONN_IDS = {"s3": "aws_default", "cos": "cos_default", "oss": "oss_default", "file": ""}
@@ -52,8 +53,6 @@ def _open(scheme: str, bucket: str, conn_id: str | None, transfer: TransferConfi
 
         oss_hook = OssHook(oss_conn_id=conn)
         return oss_hook.get_store(bucket, transfer=transfer), oss_hook
-    from airflow_multicloud.stores.local import LocalStore
-
     return LocalStore(bucket, label="local files", transfer=transfer), None
 
 
@@ -75,11 +74,20 @@ def _report_lineage(hook: Any, uri: str, role: str) -> None:
     add(context=hook, uri=str(parse_uri(uri)))
 
 
-def _local_folder(root: str, create: bool, transfer: TransferConfig | None) -> ObjectStore:
-    """A ``file://`` dataset's folder. ``create``: it may be missing, and is made by the first write, so a run refused
-    for bad input leaves no empty folder behind (least of all inside the source it refused to write into)."""
-    from airflow_multicloud.stores.local import LocalStore
+class _FolderMadeOnFirstWrite(LocalStore):
+    """A destination folder that may not exist yet: it lists as empty and is made by the first write, so a run
+    refused for bad input leaves no empty folder behind (least of all inside the source it refused to write into)."""
 
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return super().list(prefix) if os.path.lexists(self.root) else iter(())
+
+    def _check_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        super()._check_root()
+
+
+def _local_folder(root: str, create: bool, transfer: TransferConfig | None) -> ObjectStore:
+    """A ``file://`` dataset's folder; with ``create`` it may be missing, if it can be made where it is named."""
     if not create:
         return LocalStore(root, label="local files", transfer=transfer)
     existing = root
@@ -91,15 +99,7 @@ def _local_folder(root: str, create: bool, transfer: TransferConfig | None) -> O
     if existing != root and not os.access(existing, os.W_OK | os.X_OK):
         raise InvalidURIError(f"file://{root}/: cannot create the folder, {existing!r} is not writable")
 
-    class FolderMadeOnFirstWrite(LocalStore):
-        def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-            return super().list(prefix) if os.path.lexists(self.root) else iter(())
-
-        def _check_root(self) -> None:
-            self.root.mkdir(parents=True, exist_ok=True)
-            super()._check_root()
-
-    return FolderMadeOnFirstWrite(root, label="local files", transfer=transfer)
+    return _FolderMadeOnFirstWrite(root, label="local files", transfer=transfer)
 
 
 def open_location(
