@@ -201,6 +201,15 @@ CASES = [
         (REP, "<evil>", "<file_keys>"),
         manifest_only_in="keys",
     ),
+    # COS has no region in its signature: a bucket asked for in the wrong region is not found there
+    Case(
+        "wrong-region-cos",
+        "connections",
+        2,
+        "check the bucket name (name-APPID) and the region",
+        (REP, "<src>", "<cos>"),
+        fault=("cos", {"kind": "status", "status": 404, "code": "NoSuchBucket"}),
+    ),
     # ---- options
     Case("unknown-mode", "options", 2, "mode='sync' is not supported", (REP, "<src>", "<cos>", "--mode", "sync")),
     Case("unknown-overwrite", "options", 2, "overwrite='always'", (REP, "<src>", "<cos>", "--overwrite", "always")),
@@ -288,6 +297,14 @@ CASES = [
         "unavailable",
         (REP, "<src>", "<stale>"),
         fault=("oss", {**UNAVAILABLE, "method": "HEAD"}),
+    ),
+    Case(
+        "verify-source-listing-unavailable",
+        "service",
+        3,
+        "ServiceUnavailable",
+        (VER, "<src>", "<cos>"),
+        fault=("s3", {**UNAVAILABLE, "operation": "ListObjectsV2"}),
     ),
     # ---- operators: plain arguments fail when the DAG is parsed
     Case(
@@ -517,7 +534,7 @@ def test_bad_input(
     finally:
         for key in set(os.environ) - defined:  # --conn defines connections for the rest of the process
             del os.environ[key]
-    for name in ("s3", "oss"):
+    for name in ("s3", "cos", "oss"):
         clean_services[name].faults.clear()
     after = snapshot(bed)
     if case.manifest_only_in:
@@ -541,6 +558,9 @@ def test_json_summary_for_bad_input(
     assert cli(["replicate", values["src"], "--json"]) == 2
     doc = json.loads(capsys.readouterr().out)
     assert doc["exit_code"] == 2 and "required" in doc["error"]
+    assert cli(["verify", values["src"], values["src"], "--json"]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["exit_code"], doc["outcome"]) == (2, "bad_input") and "overlaps" in doc["error"]
 
 
 # ---- the table in the docs -----------------------------------------------------------------------------------
