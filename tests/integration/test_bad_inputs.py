@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import stat
 from collections.abc import Iterator
@@ -59,9 +60,17 @@ class Case:
     @property
     def shown(self) -> str:
         if self.argv:
-            return "multicloud " + " ".join(self.argv)
+            return "multicloud " + shlex.join(self.argv).replace("'<", "<").replace(">'", ">")
         args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
         return f"{self.operator}({args})" + (".execute()" if self.execute else "")
+
+    @property
+    def condition(self) -> str:
+        if self.fault is None:
+            return ""
+        service, rule = self.fault
+        request = rule.get("operation") or (f"every {rule['method']}" if "method" in rule else "every request")
+        return f"{service.upper()} answers {rule['status']} {rule['code']} to {request}"
 
     @property
     def outcome(self) -> str:
@@ -130,7 +139,7 @@ CASES = [
         "connections",
         2,
         "the JSON is not valid",
-        (REP, "<src>", "<cos>", "--conn", "x={'conn_type': 'cos'}"),
+        (REP, "<src>", "<cos>", "--conn", 'x={"conn_type": "cos"'),
     ),
     Case(
         "inline-connection-without-id",
@@ -565,10 +574,13 @@ def test_json_summary_for_bad_input(
 
 # ---- the table in the docs -----------------------------------------------------------------------------------
 def render_table() -> str:
-    rows = ["| # | area | input | outcome | message contains |", "| --- | --- | --- | --- | --- |"]
+    rows = [
+        "| # | case | area | input | while | outcome | message contains |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for i, c in enumerate(CASES, 1):
         shown, message = (text.replace("|", "\\|") for text in (c.shown, c.message))
-        rows.append(f"| {i} | {c.area} | `{shown}` | {c.outcome} | {message} |")
+        rows.append(f"| {i} | {c.id} | {c.area} | `{shown}` | {c.condition} | {c.outcome} | {message} |")
     return "\n".join(rows)
 
 
