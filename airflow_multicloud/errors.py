@@ -11,6 +11,10 @@ class InvalidURIError(MulticloudError, ValueError):
     """A dataset URI that cannot be parsed or names an unknown scheme."""
 
 
+class InvalidArgumentError(MulticloudError, ValueError):
+    """An option or operator argument of the wrong type or out of range; raised before anything is written."""
+
+
 class StoreError(MulticloudError):
     """A store operation failed; ``retryable`` says whether trying again may help."""
 
@@ -43,3 +47,14 @@ class IntegrityError(StoreError):
     """Bytes arrived different from what was sent: a checksum mismatch."""
 
     retryable = True
+
+
+#: errors from outside this package that a second try may cure (a dropped connection, a timeout)
+TRANSIENT_OS_ERRORS = (ConnectionError, TimeoutError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when the service or the network failed, not the input: trying again (later) may succeed."""
+    if isinstance(exc, StoreError):
+        return exc.retryable
+    return isinstance(exc, TRANSIENT_OS_ERRORS)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_multicloud import arguments
 from airflow_multicloud.hooks.factory import as_list
 from airflow_multicloud.lineage.datasets import dataset_asset, openlineage_dataset
 from airflow_multicloud.replication.copy import CopyOptions
@@ -15,7 +16,7 @@ from airflow_multicloud.replication.engine import ReplicationOptions
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
 from airflow_multicloud.replication.model import Mode, Overwrite, parse_choice
 from airflow_multicloud.replication.plan import Filters
-from airflow_multicloud.stores.base import DEFAULT_TRANSFER, TransferConfig
+from airflow_multicloud.stores.base import DEFAULT_TRANSFER
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -95,9 +96,13 @@ class ReplicateDatasetOperator(BaseOperator):
         self.destinations = dests
         self.source_conn_id = source_conn_id
         self.destination_conn_ids = destination_conn_ids
-        self.transfer = TransferConfig(multipart_threshold, part_size, part_concurrency)
+        # checked here so a wrong type, mode, overwrite or bound fails when the DAG is parsed, not at 2 a.m.
+        self.transfer = arguments.transfer(multipart_threshold, part_size, part_concurrency)
+        if bandwidth_limit is not None:
+            arguments.whole("bandwidth_limit", bandwidth_limit, 1)
         self.bandwidth_limit = bandwidth_limit
-        # built here so a wrong mode, overwrite or bound fails when the DAG is parsed, not at 2 a.m.
+        arguments.globs("include", include)
+        arguments.globs("exclude", exclude)
         self.options = ReplicationOptions(
             mode=parse_choice(Mode, mode, "mode"),
             overwrite=parse_choice(Overwrite, overwrite, "overwrite"),
@@ -119,7 +124,11 @@ class ReplicateDatasetOperator(BaseOperator):
     def _locations(self) -> tuple[Location, list[Location]]:
         from airflow_multicloud.hooks.factory import open_location, pair_connections
 
-        dests = as_list(self.destinations)
+        # templated fields: only their rendered values can be checked
+        arguments.uris("source", self.source)
+        dests = arguments.uris("destinations", self.destinations)
+        arguments.conn_ids("source_conn_id", self.source_conn_id)
+        arguments.conn_ids("destination_conn_ids", self.destination_conn_ids)
         per_dest = pair_connections(dests, self.destination_conn_ids)
         source = open_location(self.source, self.source_conn_id, transfer=self.transfer, lineage="input")
         return source, [
@@ -186,9 +195,7 @@ class PlanReplicationOperator(ReplicateDatasetOperator):
     def __init__(self, *, shards: int = 4, **kwargs: Any) -> None:
         kwargs.setdefault("outlets", [])
         super().__init__(**kwargs)
-        if shards < 1:
-            raise ValueError(f"shards={shards} must be at least 1")
-        self.shards = shards
+        self.shards = arguments.whole("shards", shards, 1)
 
     def execute(self, context: Context) -> list[dict[str, Any]]:  # type: ignore[override]
         from airflow_multicloud.replication.engine import check_locations

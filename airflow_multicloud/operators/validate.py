@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_multicloud.errors import MulticloudError
+from airflow_multicloud import arguments
+from airflow_multicloud.errors import InvalidArgumentError, MulticloudError
 from airflow_multicloud.hooks.factory import as_list
 from airflow_multicloud.lineage.datasets import dataset_asset, openlineage_dataset
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
@@ -81,10 +82,17 @@ class ValidateReplicaOperator(BaseOperator):
         # checked here so a typo fails when the DAG is parsed, not when the task runs
         if level not in LEVELS:
             raise ValueError(f"level={level!r} is not supported: use 'quick' or 'full'")
-        if sample is not None and sample < 1:
-            raise ValueError(f"sample={sample} must be a positive number of rows")
-        if not report_dir.endswith("/") or report_dir.startswith("/"):
-            raise ValueError(f"report_dir={report_dir!r} must be a relative folder ending in '/'")
+        if sample is not None:
+            arguments.whole("sample", sample, 1)
+        arguments.whole("workers", workers, 1)
+        arguments.flag("count_rows", count_rows)
+        arguments.flag("allow_unverified", allow_unverified)
+        arguments.folder("manifest_dir", manifest_dir)
+        arguments.folder("report_dir", report_dir)
+        if expectations is not None and not isinstance(expectations, Mapping):
+            raise InvalidArgumentError(f"expectations={expectations!r} must map globs to lists of expectations")
+        if formats is not None and not isinstance(formats, Mapping):
+            raise InvalidArgumentError(f"formats={formats!r} must map globs to format names, e.g. {{'*.txt': 'csv'}}")
         self.source = source
         self.replicas = reps
         self.source_conn_id = source_conn_id
@@ -103,12 +111,19 @@ class ValidateReplicaOperator(BaseOperator):
 
     def _locations(self) -> tuple[Location, list[Location]]:
         from airflow_multicloud.hooks.factory import open_location, pair_connections
+        from airflow_multicloud.replication.engine import check_locations
 
-        reps = as_list(self.replicas)
+        # templated fields: only their rendered values can be checked
+        arguments.uris("source", self.source)
+        reps = arguments.uris("replicas", self.replicas)
+        arguments.conn_ids("source_conn_id", self.source_conn_id)
+        arguments.conn_ids("replica_conn_ids", self.replica_conn_ids)
         conns = pair_connections(reps, self.replica_conn_ids)
-        return open_location(self.source, self.source_conn_id), [
-            open_location(r, c) for r, c in zip(reps, conns, strict=True)
-        ]
+        source = open_location(self.source, self.source_conn_id)
+        replicas = [open_location(r, c) for r, c in zip(reps, conns, strict=True)]
+        # a replica that is the source (or inside it) would be compared with itself and always pass
+        check_locations(source, replicas)
+        return source, replicas
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_multicloud.validation.compare import compare_replicas

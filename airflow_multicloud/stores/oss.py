@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 META_PREFIX = "x-oss-meta-"
 _TRANSIENT_CODES = frozenset({"SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError", "Throttling"})
+# OSS's error numbers for a V4 signature scoped to a region that is not the endpoint's or the bucket's
+_REGION_ECS = frozenset({"0002-00000226", "0002-00000228", "0002-00000715"})
 _ACCESS_CODES = frozenset({"SignatureDoesNotMatch", "AccessDenied", "InvalidAccessKeyId", "SecurityTokenExpired"})
 
 
@@ -154,6 +156,12 @@ class OssStore(ObjectStore):
             )
         if code == "NoSuchKey" or (status == 404 and not code and key is not None):
             return ObjectNotFoundError(f"{self._where(key)} does not exist {detail}")
+        if status in (400, 403) and _is_region_error(exc):
+            return AccessDeniedError(
+                f"OSS refused connection {self.label!r} on {self._where(key)}: the signature is scoped to region "
+                f"{self.client.region!r}, which is not the bucket's: set the connection's extra \"region\" to the "
+                f"bucket's region (e.g. cn-hangzhou) {detail}"
+            )
         if code in _ACCESS_CODES or status == 403:
             reason = {
                 "SignatureDoesNotMatch": "the request signature was rejected: check the access key secret",
@@ -326,3 +334,8 @@ class OssStore(ObjectStore):
             if not page.is_truncated:
                 return
             key_marker, upload_marker = page.next_key_marker, page.next_upload_id_marker
+
+
+def _is_region_error(exc: Any) -> bool:
+    """A V4 signature for the wrong region: OSS names it in its error number (EC) or its message."""
+    return (exc.ec or "") in _REGION_ECS or "region" in (exc.message or "").lower()

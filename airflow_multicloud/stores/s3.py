@@ -47,8 +47,10 @@ _DENIED = {
     "InvalidToken",
     "ExpiredToken",
     "TokenRefreshRequired",
-    "AuthorizationHeaderMalformed",
 }
+# S3's answers to a request signed for (or sent to) another region than the bucket's: botocore follows them where
+# it can (AWS endpoints); what still reaches us is a region to fix in the connection, not a wrong secret
+_WRONG_REGION = {"AuthorizationHeaderMalformed", "PermanentRedirect", "301", "IllegalLocationConstraintException"}
 _TRANSIENT = {
     "SlowDown",
     "Throttling",
@@ -232,6 +234,15 @@ class S3Store(ObjectStore):
             raise ObjectNotFoundError(f"{action} {where}: no such object") from exc
         if code == "NoSuchUpload":
             raise ObjectNotFoundError(f"{action} {where}: the multipart upload does not exist (any more)") from exc
+        if code in _WRONG_REGION or status == 301:
+            expected = err.get("Region") or exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(
+                "x-amz-bucket-region"
+            )
+            raise AccessDeniedError(
+                f"{action} {where}: S3 refused the region of connection {self.label!r} ("
+                f"{self.client.meta.region_name!r}; {code}: {err.get('Message', '')}): set its extra region_name to "
+                f"the bucket's region{f' ({expected!r})' if expected else ''}"
+            ) from exc
         if code in _DENIED or status == 403:
             raise AccessDeniedError(
                 f"{action} {where}: S3 rejected the credentials of connection {self.label!r} ({code}: the request "
