@@ -150,6 +150,14 @@ def test_no_secret_in_the_engines_debug_logs(secret_clouds: dict[str, Any], monk
     for name in ("", "botocore", "boto3", "urllib3", "oss2", "airflow_multicloud"):
         monkeypatch.setattr(logging.getLogger(name), "level", logging.DEBUG)
         monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+    # earlier tests' logging configurations may have disabled or raised the SDKs' child loggers: every line counts
+    for name, child in list(logging.root.manager.loggerDict.items()):
+        if isinstance(child, logging.Logger) and name.split(".")[0] in ("botocore", "boto3", "urllib3", "oss2"):
+            monkeypatch.setattr(child, "disabled", False)
+            monkeypatch.setattr(child, "level", logging.NOTSET)
+            monkeypatch.setattr(child, "propagate", True)
+    # loggers cache isEnabledFor() answers; setLevel (unlike setting .level) clears every logger's cache
+    logging.getLogger("airflow_multicloud").setLevel(logging.DEBUG)
     try:
         options = ReplicationOptions(progress_interval=0)
         summary = replicate(source, [open_location(f"oss://{ob}/out/")], options)
