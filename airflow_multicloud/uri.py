@@ -41,11 +41,7 @@ def parse_uri(uri: str) -> DatasetURI:
             "(schemes: s3, cos, cosn, oss, file)"
         )
     raw_scheme, rest = uri.split("://", 1)
-    scheme = SCHEME_ALIASES.get(raw_scheme.lower())
-    if scheme is None:
-        raise InvalidURIError(
-            f"{uri!r} has unknown scheme {raw_scheme!r}: use one of s3://, cos:// (or cosn://), oss://, file://"
-        )
+    scheme = check_scheme(uri, raw_scheme)
     if scheme == "file":
         path = urlsplit(uri).path if rest.startswith("/") else ""
         if not path.startswith("/"):
@@ -54,6 +50,16 @@ def parse_uri(uri: str) -> DatasetURI:
     bucket, _, prefix = rest.partition("/")
     _check_bucket(uri, scheme, bucket)
     return DatasetURI(scheme, bucket, prefix)
+
+
+def check_scheme(uri: str, raw_scheme: str) -> str:
+    """The canonical scheme for ``raw_scheme`` (``cosn`` -> ``cos``); an unknown one is an error quoting ``uri``."""
+    scheme = SCHEME_ALIASES.get(raw_scheme.lower())
+    if scheme is None:
+        raise InvalidURIError(
+            f"{uri!r} has unknown scheme {raw_scheme!r}: use one of s3://, cos:// (or cosn://), oss://, file://"
+        )
+    return scheme
 
 
 def _check_bucket(uri: str, scheme: str, bucket: str) -> None:
