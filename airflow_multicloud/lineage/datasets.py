@@ -132,9 +132,11 @@ def matching_asset(uri: str, outlets: Iterable[Any]) -> Any | None:
 def openlineage_names(uri: str) -> tuple[str, str]:
     """OpenLineage's ``(namespace, name)`` for a dataset URI, as OpenLineage names S3; COS and OSS follow it."""
     parsed = parse_uri(uri)
+    # without the trailing "/", as Airflow stores an asset's URI: the facets then name what the asset names
+    prefix = parsed.prefix.rstrip("/")
     if parsed.scheme == "file":
-        return "file", "/" + parsed.prefix
-    return f"{parsed.scheme}://{parsed.bucket}", parsed.prefix or "/"
+        return "file", "/" + prefix
+    return f"{parsed.scheme}://{parsed.bucket}", prefix or "/"
 
 
 def openlineage_dataset(uri: str, facets: dict[str, Any] | None = None) -> Any:

@@ -174,6 +174,10 @@ class ReplicateDatasetOperator(BaseOperator):
                 "run_id": summary.run_id,
             }
 
+    def get_openlineage_facets_on_start(self) -> Any:
+        """The rendered source and destinations, so the START event names what COMPLETE will."""
+        return self.get_openlineage_facets_on_complete(None)
+
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         from airflow.providers.openlineage.extractors import OperatorLineage
 

@@ -200,6 +200,10 @@ class ValidateReplicaOperator(BaseOperator):
                 "report": rep.reports[0] if rep.reports else None,
             }
 
+    def get_openlineage_facets_on_start(self) -> Any:
+        """The rendered source and replicas, so the START event names what COMPLETE will."""
+        return self.get_openlineage_facets_on_complete(None)
+
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         from airflow.providers.openlineage.extractors import OperatorLineage
 
