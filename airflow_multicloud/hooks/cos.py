@@ -19,6 +19,13 @@ if TYPE_CHECKING:
 CONNECTION_TYPE = COS_CONNECTION
 
 
+_REFUSAL_HINTS = {
+    "SignatureDoesNotMatch": "the SecretKey does not match the SecretId: check the password field",
+    "InvalidAccessKeyId": "no such SecretId: check the login field",
+    "AccessDenied": "the key may not list buckets (cos:GetService), or the request expired (check the clock)",
+}
+
+
 class CosConnectionError(MulticloudError, ValueError):
     """The Airflow connection lacks a field COS needs, or has an invalid one."""
 
@@ -79,6 +86,30 @@ class CosHook(BaseHook):
     def get_conn(self) -> CosS3Client:
         """The bare SDK client, for what the store does not cover."""
         return make_client(**self._settings(), retries=self.retries)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The connection form's Test button: one GET Service (ListBuckets) signed with the connection's keys.
+
+        Returns ``(ok, message)``; the message names the connection and what to fix, never a secret.
+        """
+        from qcloud_cos.cos_exception import CosClientError, CosServiceError
+
+        cid = self.cos_conn_id
+        try:
+            settings = self._settings()
+            make_client(**settings, retries=0).list_buckets(MaxKeys=1)
+        except CosConnectionError as exc:
+            return False, str(exc)
+        except CosServiceError as exc:
+            code = exc.get_error_code()
+            return False, (
+                f"COS refused the keys of connection {cid!r} (HTTP {exc.get_status_code()} {code}): "
+                f"{_REFUSAL_HINTS.get(code, 'see the COS error code reference')}"
+            )
+        except CosClientError as exc:
+            where = settings.get("endpoint") or f"COS region {settings['region']}"
+            return False, f"connection {cid!r} could not reach {where}: {exc}"
+        return True, f"COS accepted the SecretId and SecretKey of connection {cid!r} (GET Service listed buckets)"
 
     def get_store(self, bucket: str, transfer: TransferConfig | None = None) -> CosStore:
         """A store for ``bucket`` (``name-APPID``) whose errors name this connection."""
