@@ -83,6 +83,11 @@ class CosHook(BaseHook):
             "endpoint": field("endpoint"),
         }
 
+    @property
+    def region(self) -> str:
+        """The connection's region (for console links)."""
+        return str(self._settings()["region"])
+
     def get_conn(self) -> CosS3Client:
         """The bare SDK client, for what the store does not cover."""
         return make_client(**self._settings(), retries=self.retries)

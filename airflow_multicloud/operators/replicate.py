@@ -16,6 +16,7 @@ from airflow_multicloud.lineage.datasets import (
     rendered_uri,
     rendered_uris,
 )
+from airflow_multicloud.operators.links import LinkKind, replica_links
 from airflow_multicloud.replication.copy import CopyOptions
 from airflow_multicloud.replication.engine import ReplicationOptions
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
@@ -100,6 +101,7 @@ class ReplicateDatasetOperator(BaseOperator):
         self.destinations = [destinations] if isinstance(destinations, str) else destinations
         self.source_datasets = source_datasets
         self.destination_datasets = destination_datasets
+        self.operator_extra_links = replica_links(LinkKind.MANIFEST, self.destinations)
         self.source_conn_id = source_conn_id
         self.destination_conn_ids = destination_conn_ids
         self.transfer = TransferConfig(multipart_threshold, part_size, part_concurrency)
@@ -174,6 +176,17 @@ class ReplicateDatasetOperator(BaseOperator):
                 "run_id": summary.run_id,
             }
 
+    def replica_file(self, kind: LinkKind, index: int) -> tuple[str, str | None] | None:
+        """For the "Manifest" links: the manifest this run wrote next to the ``index``-th destination, and that
+        destination's connection id; None before a run summary."""
+        from airflow_multicloud.hooks.factory import pair_connections
+
+        summary = self._summary
+        if kind is not LinkKind.MANIFEST or summary is None or index >= len(summary.manifests):
+            return None
+        conns = pair_connections(summary.destinations, self.destination_conn_ids)
+        return (summary.manifests[index], conns[index]) if summary.manifests[index] else None
+
     def get_openlineage_facets_on_start(self) -> Any:
         """The rendered source and destinations, so the START event names what COMPLETE will."""
         return self.get_openlineage_facets_on_complete(None)
@@ -209,6 +222,7 @@ class PlanReplicationOperator(ReplicateDatasetOperator):
     def __init__(self, *, shards: int = 4, **kwargs: Any) -> None:
         kwargs.setdefault("outlets", [])
         super().__init__(**kwargs)
+        self.operator_extra_links = []  # a plan writes no manifest
         if shards < 1:
             raise ValueError(f"shards={shards} must be at least 1")
         self.shards = shards

@@ -19,6 +19,7 @@ from airflow_multicloud.lineage.datasets import (
     rendered_uri,
     rendered_uris,
 )
+from airflow_multicloud.operators.links import LinkKind, replica_links
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
 from airflow_multicloud.validation.compare import LEVELS
 
@@ -100,6 +101,7 @@ class ValidateReplicaOperator(BaseOperator):
         self.replicas = [replicas] if isinstance(replicas, str) else replicas
         self.source_datasets = source_datasets
         self.replica_datasets = replica_datasets
+        self.operator_extra_links = replica_links(LinkKind.REPORT, self.replicas)
         self.source_conn_id = source_conn_id
         self.replica_conn_ids = replica_conn_ids
         self.level = level
@@ -199,6 +201,18 @@ class ValidateReplicaOperator(BaseOperator):
                 "ok": rep.ok(report.allow_unverified),
                 "report": rep.reports[0] if rep.reports else None,
             }
+
+    def replica_file(self, kind: LinkKind, index: int) -> tuple[str, str | None] | None:
+        """For the "Validation report" links: the HTML report written next to the ``index``-th replica, and that
+        replica's connection id; None before a report."""
+        from airflow_multicloud.hooks.factory import pair_connections
+
+        report = self._report
+        if kind is not LinkKind.REPORT or report is None or index >= len(report.replicas):
+            return None
+        html = next((r for r in report.replicas[index].reports if r.endswith(".html")), None)
+        conns = pair_connections([r.uri for r in report.replicas], self.replica_conn_ids)
+        return (html, conns[index]) if html else None
 
     def get_openlineage_facets_on_start(self) -> Any:
         """The rendered source and replicas, so the START event names what COMPLETE will."""
