@@ -95,26 +95,29 @@ class CosHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """The connection form's Test button: one GET Service (ListBuckets) signed with the connection's keys.
 
-        Returns ``(ok, message)``; the message names the connection and what to fix, never a secret.
+        Returns ``(ok, message)``; the message says what to fix, never a secret, and names no connection id: the
+        form's Test button tests a copy under a random one.
         """
         from qcloud_cos.cos_exception import CosClientError, CosServiceError
 
-        cid = self.cos_conn_id
         try:
             settings = self._settings()
             make_client(**settings, retries=0).list_buckets(MaxKeys=1)
         except CosConnectionError as exc:
-            return False, str(exc)
+            return False, str(exc).replace(f"Airflow connection {self.cos_conn_id!r}", "the connection")
         except CosServiceError as exc:
             code = exc.get_error_code()
             return False, (
-                f"COS refused the keys of connection {cid!r} (HTTP {exc.get_status_code()} {code}): "
+                f"COS refused the keys (HTTP {exc.get_status_code()} {code}): "
                 f"{_REFUSAL_HINTS.get(code, 'see the COS error code reference')}"
             )
         except CosClientError as exc:
             where = settings.get("endpoint") or f"COS region {settings['region']}"
-            return False, f"connection {cid!r} could not reach {where}: {exc}"
-        return True, f"COS accepted the SecretId and SecretKey of connection {cid!r} (GET Service listed buckets)"
+            return False, f"could not reach {where}: {exc}"
+        return (
+            True,
+            f"COS accepted the SecretId and SecretKey (GET Service in region {settings['region']} listed buckets)",
+        )
 
     def get_store(self, bucket: str, transfer: TransferConfig | None = None) -> CosStore:
         """A store for ``bucket`` (``name-APPID``) whose errors name this connection."""

@@ -138,26 +138,26 @@ class OssHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """The connection form's Test button: one ListBuckets call signed with the connection's keys.
 
-        Returns ``(ok, message)``; the message names the connection and what to fix, never a secret.
+        Returns ``(ok, message)``; the message says what to fix, never a secret, and names no connection id: the
+        form's Test button tests a copy under a random one.
         """
         import oss2
 
-        cid = self.oss_conn_id
         try:
             settings = self.get_settings()
             self.get_conn().list_buckets(max_keys=1)
         except OssConnectionError as exc:
-            return False, str(exc)
+            return False, str(exc).replace(f"Airflow connection {self.oss_conn_id!r}", "the connection")
         except oss2.exceptions.RequestError as exc:
-            return False, f"connection {cid!r} could not reach {settings.endpoint}: {type(exc.exception).__name__}"
+            return False, f"could not reach {settings.endpoint}: {type(exc.exception).__name__}"
         except oss2.exceptions.OssError as exc:
             return False, (
-                f"OSS refused the keys of connection {cid!r} (HTTP {exc.status} {exc.code}): "
+                f"OSS refused the keys (HTTP {exc.status} {exc.code}): "
                 f"{_REFUSAL_HINTS.get(exc.code, 'see the OSS error code reference')}"
             )
         return True, (
-            f"OSS accepted the AccessKey ID and secret of connection {cid!r} (ListBuckets at {settings.endpoint}, "
-            f"signature {settings.auth_version})"
+            f"OSS accepted the AccessKey ID and secret (ListBuckets at {settings.endpoint}, signature "
+            f"{settings.auth_version})"
         )
 
     def get_conn(self) -> oss2.Service:

@@ -129,10 +129,20 @@ def test_test_button_and_extra_links(browser: Any, clouds: dict[str, Any], tmp_p
             for case, secret in (("success", SECRET_KEY), ("failure", WRONG_SECRET)):
                 conn_id = f"{name}_ui_{case}"
                 ui.add_connection(conn_id, search, {"login": ACCESS_KEY, "password": secret}, extra)
+                saved = stack.rest("GET", f"/api/v2/connections/{conn_id}")
+                assert (saved["conn_type"], saved["login"]) == (name if name == "cos" else "multicloud_oss", ACCESS_KEY)
+                # Airflow 3.3.2's Test button posts port 0 for a connection without a port, which the API refuses
+                # (400 "The host or port to test differs", apache/airflow#73298, fixed after 3.3.2): a stored
+                # port of 0 is the workaround docs/connections.md gives until then
+                stack.rest(
+                    "PATCH",
+                    f"/api/v2/connections/{conn_id}?update_mask=port",
+                    {**{k: v for k, v in saved.items() if k != "team_name"}, "port": 0},
+                )
                 title, message = ui.test_connection(conn_id, f"connection_test_{name}_{case}.png")
                 if case == "success":
                     assert title == "Test Connection Successful", (title, message)
-                    assert "accepted" in message and conn_id not in ("",), message
+                    assert "accepted" in message, message
                 else:
                     assert title == "Test Connection Failed", (title, message)
                     assert "SignatureDoesNotMatch" in message and "password" in message, message

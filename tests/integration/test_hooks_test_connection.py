@@ -41,7 +41,7 @@ def test_the_right_keys_pass(clean_services: dict[str, Any], name: str) -> None:
     service = clean_services[name]
     ok, message = _test(service)
     assert ok, message
-    assert "accepted" in message and "'form_test'" in message
+    assert "accepted" in message
     assert [r for r in service.requests if r.operation == "ListBuckets"], "one signed ListBuckets went out"
 
 
@@ -49,7 +49,7 @@ def test_the_right_keys_pass(clean_services: dict[str, Any], name: str) -> None:
 def test_a_wrong_secret_fails_clearly_and_never_shows_a_secret(clean_services: dict[str, Any], name: str) -> None:
     ok, message = _test(clean_services[name], password=WRONG_SECRET)
     assert not ok
-    assert "SignatureDoesNotMatch" in message and "'form_test'" in message
+    assert "SignatureDoesNotMatch" in message and "form_test" not in message, "the form tests under a random id"
     assert "does not match" in message and "password" in message
     assert WRONG_SECRET not in message and SECRET_KEY not in message
 
@@ -64,10 +64,10 @@ def test_oss_signature_v1_is_tested_too(clean_services: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("name", "changes", "expected"),
     [
-        ("cos", {"extra": {"region": None}}, "has no region"),
-        ("cos", {"password": None}, "has no password: set it to the COS SecretKey"),
-        ("oss", {"extra": {"auth_version": "v3"}}, 'extra "auth_version" must be v4 or v1'),
-        ("oss", {"login": None}, "has no AccessKey ID"),
+        ("cos", {"extra": {"region": None}}, "the connection has no region"),
+        ("cos", {"password": None}, "the connection has no password: set it to the COS SecretKey"),
+        ("oss", {"extra": {"auth_version": "v3"}}, 'the connection: extra "auth_version" must be v4 or v1'),
+        ("oss", {"login": None}, "the connection has no AccessKey ID"),
     ],
 )
 def test_an_incomplete_form_names_the_missing_field(
