@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from test_ui_backfill import DOC_SCREENSHOTS, AirflowUI, browser  # noqa: F401 (the browser fixture)
@@ -149,14 +149,20 @@ def test_test_button_and_extra_links(browser: Any, clouds: dict[str, Any], tmp_p
                 assert secret not in message and SECRET_KEY not in message
 
         stack.wait_for("the replication run to succeed", lambda: _run_succeeded(stack, run["dag_run_id"]), 180, 2)
-        ti_path = f"/dags/{DAG_ID}/runs/{run['dag_run_id']}/tasks/replicate"
-        ui.d.get(stack.url + ti_path)
-        links = {
-            name: ui.find(f"//a[normalize-space()='{name}']").get_attribute("href")
-            for name in ("Manifest (cos)", "Manifest (oss)")
-        }
-        time.sleep(2)  # the log panel renders after its API call
-        ui.save("replicate_extra_links.png")
+        ti_api = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run['dag_run_id'], safe='')}/taskInstances/replicate"
+        served = stack.rest("GET", ti_api + "/links")["extra_links"]
+        assert set(served) == {"Manifest (cos)", "Manifest (oss)"}, served
+        ui.d.get(
+            f"{stack.url}/dags/{DAG_ID}/runs/{quote(run['dag_run_id'], safe='')}/tasks/replicate/details"
+        )  # the tab with "Extra Links"
+        try:
+            links = {
+                name: ui.find(f"//a[normalize-space()='{name}']").get_attribute("href")
+                for name in ("Manifest (cos)", "Manifest (oss)")
+            }
+        finally:
+            ui.save("replicate_extra_links.png")
+        assert links == served, "the page shows the links Airflow stored when the task ended"
         cos_link, oss_link = urlsplit(links["Manifest (cos)"]), urlsplit(links["Manifest (oss)"])
         assert cos_link.netloc == "console.cloud.tencent.com"
         assert parse_qs(cos_link.query) == {
