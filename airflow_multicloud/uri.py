@@ -40,9 +40,7 @@ def parse_uri(uri: str) -> DatasetURI:
             f"(schemes: {listed()})"
         )
     raw_scheme, rest = uri.split("://", 1)
-    scheme = SCHEME_ALIASES.get(raw_scheme.lower())
-    if scheme is None:
-        raise InvalidURIError(f"{uri!r} has unknown scheme {raw_scheme!r}: use one of {listed()}")
+    scheme = check_scheme(uri, raw_scheme)
     if scheme == "file":
         path = urlsplit(uri).path if rest.startswith("/") else ""
         if not path.startswith("/"):
@@ -69,6 +67,14 @@ def folder_prefix(prefix: str, uri: str = "") -> str:
             f"{'/'.join(p for p in folder.split('/') if p)}/ if that is the folder you mean"
         )
     return folder
+
+
+def check_scheme(uri: str, raw_scheme: str) -> str:
+    """The canonical scheme for ``raw_scheme`` (``cosn`` -> ``cos``); an unknown one is an error quoting ``uri``."""
+    scheme = SCHEME_ALIASES.get(raw_scheme.lower())
+    if scheme is None:
+        raise InvalidURIError(f"{uri!r} has unknown scheme {raw_scheme!r}: use one of {listed()}")
+    return scheme
 
 
 def _check_bucket(uri: str, scheme: str, bucket: str) -> None:

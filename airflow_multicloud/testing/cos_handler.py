@@ -19,6 +19,7 @@ from urllib.parse import quote, unquote
 
 from airflow_multicloud.testing import disk
 from airflow_multicloud.testing.cos_protocol import (
+    OWNER,
     SignatureError,
     iso_time,
     list_objects_result,
@@ -70,7 +71,9 @@ class CosHandler(ObjectHandler):
 
     def route(self) -> Callable[[], None]:
         host = self.headers.get("Host", "").split(":")[0]
-        self.bucket = host.split(".")[0] if ".cos." in host else ""
+        # service.cos.myqcloud.com (or service.cos.tencentcos.cn) is the account's endpoint, no bucket
+        first = host.split(".")[0]
+        self.bucket = first if ".cos." in host and first != "service" else ""
         self.key = self.url_path[1:]
         self.operation = self._operation()
         self.request_id = uuid.uuid4().hex
@@ -84,6 +87,8 @@ class CosHandler(ObjectHandler):
 
     def _operation(self) -> str:
         q, m = self.query, self.command
+        if not self.bucket and not self.key:
+            return "ListBuckets" if m == "GET" else "Unsupported"
         if not self.key:
             table = {"HEAD": "HeadBucket", "PUT": "PutBucket", "DELETE": "DeleteBucket"}
             if m == "GET":
@@ -107,7 +112,9 @@ class CosHandler(ObjectHandler):
     def _run(self, handler: Callable[[], None]) -> None:
         try:
             # DiskBuckets.head reports a missing bucket as a missing key (NoSuchBucket is a KeyError)
-            if self.operation != "PutBucket" and not self.server.buckets.bucket_exists(self.bucket):
+            if self.operation not in ("PutBucket", "ListBuckets") and not self.server.buckets.bucket_exists(
+                self.bucket
+            ):
                 raise disk.NoSuchBucket(self.bucket)
             if self.key:
                 _check_key(self.key)
@@ -210,6 +217,15 @@ class CosHandler(ObjectHandler):
         return bucket, key
 
     # ---- buckets -------------------------------------------------------------------------------------
+    def op_ListBuckets(self) -> None:
+        """GET Service: every bucket of the account (one account per server)."""
+        region = getattr(self.server, "region", "ap-guangzhou")
+        buckets = [
+            ("Bucket", [("Name", b), ("Location", region), ("CreationDate", iso_time(0)), ("BucketType", "cos")])
+            for b in self.server.buckets.buckets()
+        ]
+        self._reply(200, "ListAllMyBucketsResult", [("Owner", OWNER), ("Buckets", buckets)])
+
     def op_HeadBucket(self) -> None:
         self.server.buckets._objects(self.bucket)
         self._reply(headers={"x-cos-bucket-region": getattr(self.server, "region", "")})
