@@ -139,6 +139,8 @@ class ReplicateDatasetOperator(BaseOperator):
         from airflow_multicloud.hooks.factory import open_location, pair_connections
 
         dests = rendered_uris("destinations", self.destinations)
+        if not dests:
+            arguments.uris("destinations", dests)  # refuses an empty list by name
         arguments.conn_ids("source_conn_id", self.source_conn_id)
         arguments.conn_ids("destination_conn_ids", self.destination_conn_ids)
         per_dest = pair_connections(dests, self.destination_conn_ids)

@@ -128,6 +128,8 @@ class ValidateReplicaOperator(BaseOperator):
         from airflow_multicloud.replication.engine import check_locations
 
         reps = rendered_uris("replicas", self.replicas)
+        if not reps:
+            arguments.uris("replicas", reps)  # refuses an empty list by name
         arguments.conn_ids("source_conn_id", self.source_conn_id)
         arguments.conn_ids("replica_conn_ids", self.replica_conn_ids)
         conns = pair_connections(reps, self.replica_conn_ids)
