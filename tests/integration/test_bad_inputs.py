@@ -100,6 +100,7 @@ CASES = [
     Case("same-destination-twice", "prefixes", 2, "overlaps another destination", (REP, "<src>", "<cos>", "<cos>")),
     Case("local-destination-inside-local-source", "prefixes", 2, "overlaps", (REP, "<file_src>", "<file_src>inside/")),
     Case("prefix-typo-empty-source", "prefixes", 2, "holds no objects", (REP, "<src_bucket_uri>nope/", "<cos>")),
+    Case("prefix-with-empty-folder-name", "prefixes", 2, "has an empty folder name", (REP, "<src>", "<cos>x//y/")),
     Case("filters-leave-nothing", "prefixes", 2, "holds no objects", (REP, "<src>", "<cos>", "--include", "*.xml")),
     Case("verify-replica-is-source", "prefixes", 2, "overlaps the source", (VER, "<src>", "<src>")),
     Case("verify-empty-source", "prefixes", 2, "holds no objects", (VER, "<src_bucket_uri>nope/", "<cos>")),
