@@ -103,6 +103,12 @@ def add_replication_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-server-side", action="store_true", help="always stream, even within one service")
     p.add_argument("--progress-interval", type=float, default=5.0, help="seconds between progress lines")
     p.add_argument("--run-id", default="", help="name for the manifests (default: random)")
+    p.add_argument(
+        "--stale-upload-age",
+        type=duration,
+        default=o.stale_upload_age,
+        help="abort unfinished uploads under a destination older than this before the run (default 24h)",
+    )
 
 
 def transfer_config(args: argparse.Namespace) -> TransferConfig:
@@ -126,4 +132,5 @@ def replication_options(args: argparse.Namespace) -> ReplicationOptions:
         allow_empty=args.allow_empty,
         progress_interval=args.progress_interval,
         run_id=args.run_id,
+        stale_upload_age=args.stale_upload_age,
     )

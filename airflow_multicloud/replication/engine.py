@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from threading import Semaphore
 
 from airflow_multicloud.errors import MulticloudError, StoreError
@@ -25,6 +26,7 @@ from airflow_multicloud.replication.model import (
 )
 from airflow_multicloud.replication.plan import Filters, plan_copy
 from airflow_multicloud.replication.progress import Progress
+from airflow_multicloud.replication.uploads import clean_uploads
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,9 @@ class ReplicationOptions:
     :param workers: objects copied at once; ``large_workers`` of them at most may be multipart uploads.
     :param dry_run: plan and report, write nothing.
     :param allow_empty: an empty source is an error unless this is set.
+    :param stale_upload_age: unfinished multipart uploads under a destination older than this are aborted (and
+        reported) before the run, as are those whose source object is gone; younger ones may belong to a run
+        still writing them, or be resumed by this one. Seconds, or a timedelta.
     """
 
     mode: Mode = Mode.COPY
@@ -64,9 +69,16 @@ class ReplicationOptions:
     allow_empty: bool = False
     progress_interval: float = 10.0
     run_id: str = ""
+    stale_upload_age: timedelta = timedelta(hours=24)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_choice(Mode, self.mode, "mode"))
+        age = self.stale_upload_age
+        if not isinstance(age, timedelta):
+            age = timedelta(seconds=float(age))
+            object.__setattr__(self, "stale_upload_age", age)
+        if age <= timedelta(0):
+            raise ValueError(f"stale_upload_age={age} must be positive: younger uploads may belong to a live run")
         object.__setattr__(self, "overwrite", parse_choice(Overwrite, self.overwrite, "overwrite"))
         if self.max_delete < 0 or self.workers < 1 or self.large_workers < 1:
             raise ValueError("max_delete must be >= 0, workers and large_workers >= 1")
@@ -193,6 +205,9 @@ def replicate(
         plan.count("conflict"),
         {destinations[d].uri: len(x) for d, x in plan.extras.items()},
     )
+    planned = {e.obj.rel for e in plan.entries}
+    leftovers = clean_uploads(source, destinations, planned, options.stale_upload_age, dry_run=options.dry_run)
+    summary.unfinished_uploads = [str(x) for x in leftovers]
     if options.dry_run:
         summary.copied = plan.count("copy")
         summary.skipped = plan.count("skip")

@@ -152,6 +152,7 @@ class RunSummary:
     conflict_keys: list[str] = field(default_factory=list)
     manifests: list[str] = field(default_factory=list)
     per_destination: list[dict[str, Any]] = field(default_factory=list)  # copied/skipped/... for each destination
+    unfinished_uploads: list[str] = field(default_factory=list)  # left-over uploads found before the run
     dry_run: bool = False
 
     def to_json(self) -> dict[str, Any]:
