@@ -74,7 +74,11 @@ def location(services: dict[str, Any], cloud: str, tmp_path: Path, transfer: Tra
     return Location(svc.store(svc.create_bucket(), transfer=transfer), "ds/")
 
 
-def inject(svc: Any, cloud: str) -> None:
+def inject(svc: Any, cloud: str, multipart: list[str]) -> None:
+    """The random faults, plus one flipped byte in the first read of each multipart object: its composite ETag
+    is no MD5 of the bytes, so only a real source proof catches that one."""
+    for key in multipart:
+        svc.faults.add("flip", operation="GetObject", key=key, times=1)
     for op in (*REQUESTS[cloud], *COMMON):
         for kind, rate, extra in FAULTS:
             svc.faults.add(kind, rate=rate, operation=op, **extra)
@@ -106,8 +110,9 @@ def test_faulted_run_ends_with_identical_replicas_or_names_the_others(
         source.store.write(source.key(rel), [data])
     dests = [location(clean_services, d, tmp_path, small_parts) for d in dsts]
     faulted = [clean_services[c] for c in {src, *dsts} if c != "file"]
+    multipart = [source.key(rel) for rel, data in files.items() if len(data) >= PARTS.multipart_threshold]
     for svc in faulted:
-        inject(svc, svc.name)
+        inject(svc, svc.name, multipart if svc.name == src else [])
 
     options = ReplicationOptions(copy=CopyOptions(object_retries=3, retry_backoff=0.01), progress_interval=0)
     try:
