@@ -73,13 +73,13 @@ class ReplicationOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_choice(Mode, self.mode, "mode"))
+        object.__setattr__(self, "overwrite", parse_choice(Overwrite, self.overwrite, "overwrite"))
         age = self.stale_upload_age
         if not isinstance(age, timedelta):
             age = timedelta(seconds=float(age))
             object.__setattr__(self, "stale_upload_age", age)
         if age <= timedelta(0):
             raise ValueError(f"stale_upload_age={age} must be positive: younger uploads may belong to a live run")
-        object.__setattr__(self, "overwrite", parse_choice(Overwrite, self.overwrite, "overwrite"))
         if self.max_delete < 0 or self.workers < 1 or self.large_workers < 1:
             raise ValueError("max_delete must be >= 0, workers and large_workers >= 1")
         if not self.manifest_dir.endswith("/") or self.manifest_dir.startswith("/"):
