@@ -169,3 +169,25 @@ def test_left_over_uploads_are_reported_and_aborted_before_the_run(
     (stale,) = clean_uploads(source, [dest], set(), timedelta(hours=24), now=later)
     assert stale.aborted and stale.uri.endswith("ds/excluded.bin") and "older than 24h" in str(stale)
     assert {u.key for u in dest.store.list_multipart_uploads("")} == {"other/x.bin"}
+
+
+@pytest.mark.timeout(90, method="thread")
+@pytest.mark.parametrize("status", [403, 503])
+@pytest.mark.parametrize("cloud", ["s3", "cos", "oss"])
+def test_refused_source_read_ends_the_run_and_leaves_no_upload(
+    clean_services: dict[str, Any], small_parts: TransferConfig, tmp_path: Path, cloud: str, status: int
+) -> None:
+    svc = clean_services[cloud]
+    source = Location(svc.store(svc.create_bucket(), transfer=small_parts), "ds/")
+    data = os.urandom(10 * PART)
+    source.store.write("ds/big.bin", [data])
+    dest = Location(LocalStore(str(tmp_path), transfer=small_parts), "copy/")
+    code = "AccessDenied" if status == 403 else "ServiceUnavailable"
+    svc.faults.add("status", operation="GetObject", key="ds/big.bin", status=status, code=code)
+
+    options = ReplicationOptions(copy=CopyOptions(object_retries=1, retry_backoff=0.01), progress_interval=0)
+    with pytest.raises(ReplicationError, match=r"copy/big\.bin"):
+        replicate(source, [dest], options)
+    svc.faults.clear()
+    assert list(dest.store.list_multipart_uploads("")) == [], "no unfinished upload left"
+    assert [o.key for o in dest.store.list("copy/") if not o.key.startswith("copy/_multicloud/")] == []
