@@ -136,6 +136,12 @@ def add_replication_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--progress-interval", type=float, default=5.0, help="seconds between progress lines")
     p.add_argument("--run-id", default="", help="name for the manifests (default: random)")
+    p.add_argument(
+        "--stale-upload-age",
+        type=duration,
+        default=o.stale_upload_age,
+        help="abort unfinished uploads under a destination older than this before the run (default 24h)",
+    )
 
 
 def transfer_config(args: argparse.Namespace) -> TransferConfig:
@@ -168,4 +174,5 @@ def replication_options(args: argparse.Namespace) -> ReplicationOptions:
         allow_empty=args.allow_empty,
         progress_interval=args.progress_interval,
         run_id=args.run_id,
+        stale_upload_age=args.stale_upload_age,
     )

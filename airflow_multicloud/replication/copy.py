@@ -30,6 +30,7 @@ from airflow_multicloud.replication.proof import (
 )
 from airflow_multicloud.replication.stream import BandwidthLimiter, SourceFailed, Tee, limited
 from airflow_multicloud.stores.base import (
+    ABORT_ATTEMPTS,
     MiB,
     ObjectInfo,
     ObjectStore,
@@ -241,6 +242,9 @@ def _copy_streamed(
             out[d] = _result(obj.rel, d, sent, evidence.proof, prove_write(dest.store, sent), attempt)
         except BaseException as exc:
             out[d] = exc
+        finally:
+            # the reader must stop feeding this writer now: its stream may stay suspended in the traceback above
+            tee.close(i)
 
     threads = [threading.Thread(target=run, args=(i, d, dest), daemon=True) for i, (d, dest) in enumerate(dests)]
     for t in threads:
@@ -250,6 +254,7 @@ def _copy_streamed(
         tee.feed(_checked(chunks, check, evidence))
     except BaseException as exc:
         log.warning("reading %s failed: %s", check.uri, exc)
+        tee.fail(exc)
     for t in threads:
         t.join()
     return out
@@ -338,13 +343,20 @@ def _try_server_side(
         return exc
 
 
-def _abort_leftovers(dest: Location, key: str) -> None:
-    try:
-        for upload in dest.store.list_multipart_uploads(key):
-            if upload.key == key:
-                dest.store.abort_multipart(key, upload.upload_id)
-    except StoreError as exc:
-        log.warning("could not clean up unfinished uploads of %s: %s", dest.store.uri(key), exc)
+def _abort_leftovers(dest: Location, key: str, backoff: float) -> str:
+    """Abort the unfinished uploads of ``key`` a failed copy kept for resuming; '' or what was left behind."""
+    for attempt in range(1, ABORT_ATTEMPTS + 1):
+        try:
+            left = [u.upload_id for u in dest.store.list_multipart_uploads(key) if u.key == key]
+        except StoreError as exc:
+            if attempt == ABORT_ATTEMPTS or not exc.retryable:
+                log.error("could not list the unfinished uploads of %s to abort them: %s", dest.store.uri(key), exc)
+                return f"; its unfinished uploads could not be listed ({exc})"
+            time.sleep(backoff * 2 ** (attempt - 1))
+            continue
+        kept = [upload_id for upload_id in left if not dest.store.abort_quietly(key, upload_id)]
+        return f"; unfinished uploads left: {', '.join(kept)}" if kept else ""
+    return ""
 
 
 def copy_object(
@@ -382,10 +394,11 @@ def copy_object(
             uri = dest.store.uri(dest.key(obj.rel))
             if final:
                 log.error("giving up on %s after %d attempt(s): %s", uri, attempt, got)
+                left = ""
                 if obj.size >= dest.store.transfer.multipart_threshold:
-                    _abort_leftovers(dest, dest.key(obj.rel))
+                    left = _abort_leftovers(dest, dest.key(obj.rel), opts.retry_backoff)
                 results[d] = ObjectResult(
-                    obj.rel, d, "failed", obj.size, error=f"{type(got).__name__}: {got}", attempts=attempt
+                    obj.rel, d, "failed", obj.size, error=f"{type(got).__name__}: {got}{left}", attempts=attempt
                 )
             else:
                 log.warning("attempt %d for %s failed, retrying: %s", attempt, uri, got)

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from threading import Semaphore
 from typing import Any
@@ -30,6 +31,7 @@ from airflow_multicloud.replication.model import (
 from airflow_multicloud.replication.plan import Filters, invalid_keys, plan_copy
 from airflow_multicloud.replication.progress import Progress
 from airflow_multicloud.replication.retry import with_retries
+from airflow_multicloud.replication.uploads import clean_uploads
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,9 @@ class ReplicationOptions:
     :param workers: objects copied at once; ``large_workers`` of them at most may be multipart uploads.
     :param dry_run: plan and report, write nothing.
     :param allow_empty: an empty source is an error unless this is set.
+    :param stale_upload_age: unfinished multipart uploads under a destination older than this are aborted (and
+        reported) before the run, as are those whose source object is gone; younger ones may belong to a run
+        still writing them, or be resumed by this one. Seconds, or a timedelta.
     """
 
     mode: Mode = Mode.COPY
@@ -81,6 +86,7 @@ class ReplicationOptions:
     allow_empty: bool = False
     progress_interval: float = 10.0
     run_id: str = ""
+    stale_upload_age: timedelta = timedelta(hours=24)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_choice(Mode, self.mode, "mode"))
@@ -100,6 +106,12 @@ class ReplicationOptions:
         arguments.age("max_age", self.filters.max_age)
         if not isinstance(self.run_id, str):
             raise InvalidArgumentError(f"run_id={self.run_id!r} must be a string")
+        age = self.stale_upload_age
+        if not isinstance(age, timedelta):
+            age = timedelta(seconds=float(age))
+            object.__setattr__(self, "stale_upload_age", age)
+        if age <= timedelta(0):
+            raise InvalidArgumentError(f"stale_upload_age={age} must be positive: younger uploads may belong to a live run")
 
 
 def _overlap(a: Location, b: Location) -> bool:
@@ -238,6 +250,9 @@ def replicate(
         plan.count("conflict"),
         sum(len(x) for x in deletes.values()),
     )
+    planned = {e.obj.rel for e in plan.entries}
+    leftovers = clean_uploads(source, destinations, planned, options.stale_upload_age, dry_run=options.dry_run)
+    summary.unfinished_uploads = [str(x) for x in leftovers]
     if options.dry_run:
         _tally_plan(summary, destinations, plan, deletes)
         summary.duration_s = round(time.monotonic() - started, 3)

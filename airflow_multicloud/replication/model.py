@@ -183,6 +183,7 @@ class RunSummary:
     reserved_skipped: int = 0  # source objects under a _multicloud/ folder, never copied
     unlisted: list[str] = field(default_factory=list)  # local entries skipped by name (links, special files)
     per_destination: list[dict[str, Any]] = field(default_factory=list)  # copied/skipped/... for each destination
+    unfinished_uploads: list[str] = field(default_factory=list)  # left-over uploads found before the run
     dry_run: bool = False
 
     def to_json(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import builtins
 import collections
 import hashlib
 import logging
-import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 #: HTTP connections a store's client keeps: a run has up to 32 objects, or 2 objects x 4 parts, in flight per store
 CLIENT_POOL_SIZE = 64
+#: an abort is idempotent: tried this many times, with this backoff (seconds, doubled each time), before giving up
+ABORT_ATTEMPTS = 4
+ABORT_BACKOFF = 0.2
 
 
 @dataclass(frozen=True)
@@ -401,7 +404,6 @@ class ObjectStore(ABC):
         reused = 0
         size = 0
         in_flight: set[Future[PartInfo]] = set()
-        lock = threading.Lock()
         pool = ThreadPoolExecutor(max_workers=self.transfer.max_concurrency, thread_name_prefix="part")
 
         def send(number: int, data: bytes) -> PartInfo:
@@ -421,37 +423,59 @@ class ObjectStore(ABC):
                 size += len(data)
                 old = existing.get(number)
                 if old is not None and old.size == len(data) and _same_md5(old.etag, data):
-                    with lock:
-                        done.append(old)
+                    done.append(old)
                     reused += 1
                 else:
-                    while len(in_flight) >= self.transfer.max_concurrency:
-                        finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                        done.extend(f.result() for f in finished)
+                    in_flight = _settle(in_flight, done, self.transfer.max_concurrency - 1)
                     in_flight.add(pool.submit(send, number, data))
                 if len(data) < part_size:
                     break
-            done.extend(f.result() for f in wait(in_flight).done)
-            in_flight = set()
+            in_flight = _settle(in_flight, done, 0)
             done.sort(key=lambda p: p.number)
             etag = self.complete_multipart(key, upload_id, done)
         except BaseException:
-            for f in in_flight:
-                f.cancel()
+            # parts not started yet are dropped; those on the wire end with their request (SDK timeouts bound it)
             pool.shutdown(wait=True, cancel_futures=True)
             if not resume:
-                self._abort_quietly(key, upload_id)
+                self.abort_quietly(key, upload_id)
             raise
         pool.shutdown(wait=True)
         composite = hashlib.md5(b"".join(bytes.fromhex(_md5_of_part(p)) for p in done)).hexdigest()
         whole = md5.hexdigest() if md5 is not None else ""
         return WriteResult(key, size, etag, crc.value, whole, f"{composite}-{len(done)}", len(done), reused)
 
-    def _abort_quietly(self, key: str, upload_id: str) -> None:
-        try:
-            self.abort_multipart(key, upload_id)
-        except Exception as exc:  # the original error matters more; this one is logged
-            log.warning("could not abort upload %s of %s: %s", upload_id, self.uri(key), exc)
+    def abort_quietly(self, key: str, upload_id: str) -> bool:
+        """Abort an upload, trying again while the store's answer says it is worth it; True once it is gone.
+
+        Never raises: the error that made the caller give up matters more, and this one is logged.
+        """
+        for attempt in range(1, ABORT_ATTEMPTS + 1):
+            try:
+                self.abort_multipart(key, upload_id)
+                return True
+            except Exception as exc:
+                worth_retrying = exc.retryable if isinstance(exc, StoreError) else isinstance(exc, OSError)
+                if attempt == ABORT_ATTEMPTS or not worth_retrying:
+                    log.error("could not abort upload %s of %s, left unfinished: %s", upload_id, self.uri(key), exc)
+                    return False
+                time.sleep(ABORT_BACKOFF * 2 ** (attempt - 1))
+        return False
+
+
+def _settle(in_flight: set[Future[PartInfo]], done: builtins.list[PartInfo], room: int) -> set[Future[PartInfo]]:
+    """Collect the finished parts into ``done`` and wait until at most ``room`` remain in flight.
+
+    A failed part raises here as soon as it is seen, so the caller stops reading, drops the parts not yet sent
+    and aborts, instead of waiting for the others.
+    """
+    while True:
+        finished = {f for f in in_flight if f.done()}
+        for f in finished:
+            done.append(f.result())
+        in_flight = in_flight - finished
+        if len(in_flight) <= room:
+            return in_flight
+        wait(in_flight, return_when=FIRST_COMPLETED)
 
 
 def _same_md5(etag: str, data: bytes) -> bool:

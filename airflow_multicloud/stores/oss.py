@@ -256,7 +256,7 @@ class OssStore(ObjectStore):
                 parts.append(PartInfo(number, end - start + 1, result.etag))
             self.complete_multipart(dst_key, upload_id, parts)
         except BaseException:
-            self._abort_quietly(dst_key, upload_id)
+            self.abort_quietly(dst_key, upload_id)
             raise
 
     def delete(self, key: str) -> None:
@@ -319,8 +319,14 @@ class OssStore(ObjectStore):
             return str(self.client.complete_multipart_upload(key, upload_id, infos).etag)
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
-        with self._errors(key):
-            self.client.abort_multipart_upload(key, upload_id)
+        import oss2
+
+        try:
+            with self._errors(key):
+                self.client.abort_multipart_upload(key, upload_id)
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, oss2.exceptions.NoSuchUpload):  # already gone: the goal of an abort
+                raise
 
     def list_multipart_uploads(self, prefix: str = "") -> Iterator[UploadInfo]:
         key_marker = upload_marker = ""

@@ -429,7 +429,7 @@ class S3Store(ObjectStore):
                 Bucket=self.bucket, Key=dst_key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
         except BaseException:
-            self._abort_quietly(dst_key, upload_id)
+            self.abort_quietly(dst_key, upload_id)
             raise
         return dict(done)
 
