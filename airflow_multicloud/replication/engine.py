@@ -111,7 +111,9 @@ class ReplicationOptions:
             age = timedelta(seconds=float(age))
             object.__setattr__(self, "stale_upload_age", age)
         if age <= timedelta(0):
-            raise InvalidArgumentError(f"stale_upload_age={age} must be positive: younger uploads may belong to a live run")
+            raise InvalidArgumentError(
+                f"stale_upload_age={age} must be positive: younger uploads may belong to a live run"
+            )
 
 
 def _overlap(a: Location, b: Location) -> bool:
