@@ -34,7 +34,7 @@ ENTRY_FIELDS = {
     "retries",
 }
 READY_KINDS = {"marker", "glob", "stable_for", "min_objects", "timeout", "poke_interval"}
-VALIDATE_FIELDS = {"level", "rows", "expectations", "sample"}
+VALIDATE_FIELDS = {"level", "rows", "expectations", "sample", "allow_unverified"}
 
 
 class DatasetConfigError(MulticloudError, ValueError):
@@ -243,6 +243,7 @@ def build_dag(entry: DatasetEntry, fileloc: str | None = None) -> Any:
                 count_rows=bool(entry.validate.get("rows", False)),
                 expectations=entry.validate.get("expectations"),
                 sample=entry.validate.get("sample"),
+                allow_unverified=bool(entry.validate.get("allow_unverified", False)),
                 replication=copy.output,
             )
             copy >> check

@@ -11,6 +11,10 @@ class InvalidURIError(MulticloudError, ValueError):
     """A dataset URI that cannot be parsed or names an unknown scheme."""
 
 
+class InvalidArgumentError(MulticloudError, ValueError):
+    """An option or operator argument of the wrong type or out of range; raised before anything is written."""
+
+
 class StoreError(MulticloudError):
     """A store operation failed; ``retryable`` says whether trying again may help."""
 
@@ -47,3 +51,14 @@ class IntegrityError(StoreError):
 
 class RetentionLockedError(StoreError):
     """The store refused a delete or an overwrite because the object is under a retention lock (WORM)."""
+
+
+#: errors from outside this package that a second try may cure (a dropped connection, a timeout)
+TRANSIENT_OS_ERRORS = (ConnectionError, TimeoutError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when the service or the network failed, not the input: trying again (later) may succeed."""
+    if isinstance(exc, StoreError):
+        return exc.retryable
+    return isinstance(exc, TRANSIENT_OS_ERRORS)

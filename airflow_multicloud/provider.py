@@ -72,6 +72,10 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Verified replicas of datasets across AWS S3, Tencent Cloud COS and Alibaba Cloud OSS.",
         "versions": [__version__],
         "connection-types": [COS_CONNECTION, OSS_CONNECTION],
+        "extra-links": [
+            "airflow_multicloud.operators.links.ManifestLink",
+            "airflow_multicloud.operators.links.ValidationReportLink",
+        ],
         "asset-uris": [
             {
                 "schemes": list(spec.spellings),

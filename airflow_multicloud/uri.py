@@ -12,7 +12,11 @@ from airflow_multicloud.schemes import SCHEME_ALIASES, SCHEMES, listed
 
 @dataclass(frozen=True)
 class DatasetURI:
-    """A parsed dataset location. ``prefix`` never starts with ``/``; for ``file`` the bucket is the root folder."""
+    """A parsed dataset location; for ``file`` the bucket is ``/`` and the prefix the path.
+
+    ``prefix`` is kept as written (an asset may name one object); a replication or a check takes it as a folder
+    (:func:`folder_prefix`, applied by ``Location``).
+    """
 
     scheme: str
     bucket: str
@@ -36,9 +40,7 @@ def parse_uri(uri: str) -> DatasetURI:
             f"(schemes: {listed()})"
         )
     raw_scheme, rest = uri.split("://", 1)
-    scheme = SCHEME_ALIASES.get(raw_scheme.lower())
-    if scheme is None:
-        raise InvalidURIError(f"{uri!r} has unknown scheme {raw_scheme!r}: use one of {listed()}")
+    scheme = check_scheme(uri, raw_scheme)
     if scheme == "file":
         path = urlsplit(uri).path if rest.startswith("/") else ""
         if not path.startswith("/"):
@@ -47,6 +49,32 @@ def parse_uri(uri: str) -> DatasetURI:
     bucket, _, prefix = rest.partition("/")
     _check_bucket(uri, scheme, bucket)
     return DatasetURI(scheme, bucket, prefix)
+
+
+def folder_prefix(prefix: str, uri: str = "") -> str:
+    """A dataset prefix as the folder it names: ``sales/2024`` becomes ``sales/2024/``; "" stays the whole bucket.
+
+    Raise :class:`InvalidURIError` for a prefix with an empty folder name (a leading ``/`` or ``//``): nearly
+    always two pieces joined with one ``/`` too many, and it would read or write keys outside the folder meant.
+    """
+    if not prefix:
+        return ""
+    folder = prefix if prefix.endswith("/") else prefix + "/"
+    if folder.startswith("/") or "//" in folder:
+        where = f"{uri!r}: prefix" if uri else "prefix"
+        raise InvalidURIError(
+            f"{where} {prefix!r} has an empty folder name (a leading '/' or a '//'): write it as "
+            f"{'/'.join(p for p in folder.split('/') if p)}/ if that is the folder you mean"
+        )
+    return folder
+
+
+def check_scheme(uri: str, raw_scheme: str) -> str:
+    """The canonical scheme for ``raw_scheme`` (``cosn`` -> ``cos``); an unknown one is an error quoting ``uri``."""
+    scheme = SCHEME_ALIASES.get(raw_scheme.lower())
+    if scheme is None:
+        raise InvalidURIError(f"{uri!r} has unknown scheme {raw_scheme!r}: use one of {listed()}")
+    return scheme
 
 
 def _check_bucket(uri: str, scheme: str, bucket: str) -> None:

@@ -26,9 +26,8 @@ def create(scheme: str, bucket: str, key: str, extra: dict[str, Any] | None = No
     return Asset(uri=f"{scheme}://{bucket}/{key}", extra=extra)
 
 
-def to_openlineage(scheme: str, asset: Asset) -> Any:
-    """OpenLineage has no naming rule for COS or OSS yet; follow the S3 one: namespace scheme://bucket, name key."""
-    from airflow.providers.common.compat.openlineage.facet import Dataset
+def to_openlineage(asset: Asset) -> Any:
+    """OpenLineage has no naming rule for COS or OSS yet; follow the S3 one, as the operators' facets do."""
+    from airflow_multicloud.lineage.datasets import openlineage_dataset
 
-    parsed = parse_uri(asset.uri)
-    return Dataset(namespace=f"{scheme}://{parsed.bucket}", name=parsed.prefix or "/")
+    return openlineage_dataset(asset.uri)

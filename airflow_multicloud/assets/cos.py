@@ -21,4 +21,4 @@ def create_asset(*, bucket: str, key: str, extra: dict[str, Any] | None = None) 
 
 
 def convert_asset_to_openlineage(asset: Asset, lineage_context: Any) -> Any:
-    return common.to_openlineage("cos", asset)
+    return common.to_openlineage(asset)

@@ -5,26 +5,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from datetime import timedelta
 
+from airflow_multicloud import arguments
+from airflow_multicloud.errors import InvalidArgumentError
 from airflow_multicloud.replication.copy import CopyOptions
 from airflow_multicloud.replication.engine import ReplicationOptions
 from airflow_multicloud.replication.model import Mode, Overwrite, parse_choice
 from airflow_multicloud.replication.plan import Filters
+from airflow_multicloud.replication.proof import SourceVerification
 from airflow_multicloud.replication.stream import BandwidthLimiter
 from airflow_multicloud.stores.base import DEFAULT_TRANSFER, MiB, TransferConfig
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_CONN_ID = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
 def duration(text: str) -> timedelta:
     """``90s``, ``15m``, ``2h``, ``7d`` or plain seconds."""
     try:
-        if text[-1] in _UNITS:
-            return timedelta(seconds=float(text[:-1]) * _UNITS[text[-1]])
-        return timedelta(seconds=float(text))
+        seconds = float(text[:-1]) * _UNITS[text[-1]] if text[-1] in _UNITS else float(text)
     except (ValueError, IndexError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: use e.g. 90s, 15m, 2h or 7d") from None
+        seconds = -1.0
+    if not 0 <= seconds < timedelta.max.total_seconds():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: use e.g. 90s, 15m, 2h or 7d")
+    return timedelta(seconds=seconds)
 
 
 def size(text: str) -> int:
@@ -32,9 +38,12 @@ def size(text: str) -> int:
     t = text.strip().upper().removesuffix("B").removesuffix("I")
     mult = {"K": 1024, "M": MiB, "G": 1024 * MiB}.get(t[-1:], 1)
     try:
-        return int(float(t[:-1] if mult > 1 else t) * mult)
+        value = float(t[:-1] if mult > 1 else t) * mult
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size: use e.g. 16MiB, 512KiB or 1GiB") from None
+        value = -1.0
+    if not 0 < value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: use e.g. 16MiB, 512KiB or 1GiB")
+    return int(value)
 
 
 def add_connection_flags(p: argparse.ArgumentParser) -> None:
@@ -55,13 +64,30 @@ def add_connection_flags(p: argparse.ArgumentParser) -> None:
 
 
 def apply_inline_connections(items: list[str]) -> None:
+    """Define each ``--conn ID=JSON_OR_URI`` for this process, after checking them all (a bad one defines none)."""
+    defined = {}
     for item in items:
         conn_id, sep, value = item.partition("=")
-        if not sep or not conn_id:
-            raise SystemExit(f'--conn {item!r}: expected ID=JSON_OR_URI, e.g. cos_backup=\'{{"conn_type": "cos"}}\'')
+        # the value holds a secret: messages name the connection id only
+        if not sep or not _CONN_ID.fullmatch(conn_id) or not value.strip():
+            raise InvalidArgumentError(
+                "--conn: expected ID=JSON_OR_URI with an id of letters, digits, '_', '-' or '.', e.g. "
+                'cos_backup=\'{"conn_type": "cos"}\''
+            )
         if value.lstrip().startswith("{"):
-            json.loads(value)
-        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = value
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise InvalidArgumentError(
+                    f"--conn {conn_id}: the JSON is not valid (line {exc.lineno}, column {exc.colno}): quote it for "
+                    f'the shell, e.g. {conn_id}=\'{{"conn_type": "cos", ...}}\''
+                ) from None
+            if not isinstance(parsed, dict) or not parsed.get("conn_type"):
+                raise InvalidArgumentError(f'--conn {conn_id}: the JSON needs a "conn_type", e.g. "aws", "cos"')
+        elif "://" not in value:
+            raise InvalidArgumentError(f"--conn {conn_id}: expected a JSON object or a connection URI (type://...)")
+        defined[f"AIRFLOW_CONN_{conn_id.upper()}"] = value
+    os.environ.update(defined)
 
 
 def add_replication_flags(p: argparse.ArgumentParser) -> None:
@@ -101,6 +127,13 @@ def add_replication_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bandwidth", type=size, help="limit source reads to this many bytes per second, e.g. 50MiB")
     p.add_argument("--retries", type=int, default=3, help="attempts per object after the first (default 3)")
     p.add_argument("--no-server-side", action="store_true", help="always stream, even within one service")
+    p.add_argument(
+        "--source-verification",
+        choices=[v.value for v in SourceVerification],
+        default=SourceVerification.AUTO.value,
+        help="auto (default): prove each object read with the source's own checksums, else by a second read; "
+        "strict: fail objects whose source holds no checksum",
+    )
     p.add_argument("--progress-interval", type=float, default=5.0, help="seconds between progress lines")
     p.add_argument("--run-id", default="", help="name for the manifests (default: random)")
     p.add_argument("--retention", help="keep replicas write-once for N days or until an ISO date (object lock)")
@@ -110,13 +143,27 @@ def add_replication_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-cost", type=float, help="refuse to start when the estimated cost is above this")
     p.add_argument("--pricing", help="JSON pricing table replacing the shipped one")
+    p.add_argument(
+        "--stale-upload-age",
+        type=duration,
+        default=o.stale_upload_age,
+        help="abort unfinished uploads under a destination older than this before the run (default 24h)",
+    )
 
 
 def transfer_config(args: argparse.Namespace) -> TransferConfig:
-    return TransferConfig(args.threshold, args.part_size, args.part_concurrency)
+    return arguments.transfer(args.threshold, args.part_size, args.part_concurrency)
 
 
 def replication_options(args: argparse.Namespace) -> ReplicationOptions:
+    # checked here too so that messages name the flags; ReplicationOptions checks the same for the operators
+    arguments.whole("--retries", args.retries)
+    arguments.whole("--workers", args.workers, 1)
+    arguments.whole("--large-workers", args.large_workers, 1)
+    arguments.whole("--max-delete", args.max_delete)
+    arguments.number("--progress-interval", args.progress_interval)
+    arguments.globs("--include", args.include)
+    arguments.globs("--exclude", args.exclude)
     return ReplicationOptions(
         mode=parse_choice(Mode, args.mode, "mode"),
         overwrite=parse_choice(Overwrite, args.overwrite, "overwrite"),
@@ -126,8 +173,9 @@ def replication_options(args: argparse.Namespace) -> ReplicationOptions:
         large_workers=args.large_workers,
         copy=CopyOptions(
             object_retries=args.retries,
-            limiter=BandwidthLimiter(args.bandwidth) if args.bandwidth else None,
+            limiter=BandwidthLimiter(args.bandwidth) if args.bandwidth is not None else None,
             server_side=not args.no_server_side,
+            source_verification=args.source_verification,
         ),
         dry_run=args.dry_run,
         allow_empty=args.allow_empty,
@@ -138,4 +186,5 @@ def replication_options(args: argparse.Namespace) -> ReplicationOptions:
         require_immutable=args.require_immutable,
         max_cost=args.max_cost,
         pricing=args.pricing,
+        stale_upload_age=args.stale_upload_age,
     )

@@ -1,25 +1,30 @@
 """``multicloud verify SRC DST [DST...]``: compare a dataset with its replicas outside Airflow.
 
 Exit codes: 0 every replica matches, 1 some difference (or unverified objects, unless --allow-unverified),
-2 bad input (unknown scheme, missing connection, bad flag).
+2 bad input (unknown scheme, missing connection, bad flag, a replica that is the source), 3 the check could not
+finish (service or network failure).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from typing import Any, TextIO
 
+from airflow_multicloud import arguments
 from airflow_multicloud.cli import options as opt
-from airflow_multicloud.errors import MulticloudError
+from airflow_multicloud.cli.outcome import EPILOG, Outcome, outcome_of, print_outcome
+from airflow_multicloud.errors import InvalidArgumentError
 
-EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
+log = logging.getLogger("airflow_multicloud.cli")
 
 
 def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "verify", help="compare a dataset with its replicas (objects, checksums, optionally rows)"
+        "verify", help="compare a dataset with its replicas (objects, checksums, optionally rows)", epilog=EPILOG
     )
     p.add_argument("source", help="e.g. s3://bucket/sales/2024-01-01/")
     p.add_argument("destinations", nargs="+", help="the replicas, e.g. cos://backup-1250000000/sales/2024-01-01/")
@@ -38,33 +43,53 @@ def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _html_target(path: str) -> str:
+    """Refuse a report path that cannot be written before comparing anything (a full check can take hours)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise InvalidArgumentError(f"--html {path}: is a folder; name a file, e.g. {os.path.join(path, 'report.html')}")
+    if not os.path.isdir(folder):
+        raise InvalidArgumentError(f"--html {path}: folder {folder} does not exist; create it or name another file")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InvalidArgumentError(f"--html {path}: folder {folder} is not writable")
+    return path
+
+
 def cmd_verify(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from airflow_multicloud.hooks.factory import open_location, pair_connections
+    from airflow_multicloud.replication.engine import check_locations
     from airflow_multicloud.validation.compare import compare_replicas
 
     try:
+        html = _html_target(args.html) if args.html else None
         opt.apply_inline_connections(args.conn)
+        workers = arguments.whole("--workers", args.workers, 1)
         source = open_location(args.source, args.src_conn)
         replicas = [
             open_location(uri, conn)
             for uri, conn in zip(args.destinations, pair_connections(args.destinations, args.dst_conn), strict=True)
         ]
+        # a replica that is the source (or inside it) would compare a dataset with itself and always pass
+        check_locations(source, replicas)
         report = compare_replicas(
             source,
             replicas,
             level=args.level,
-            workers=args.workers,
+            workers=workers,
             count_rows=args.rows,
             allow_unverified=args.allow_unverified,
         )
-    except (MulticloudError, ValueError) as exc:
+    except Exception as exc:
+        outcome = outcome_of(exc)
+        log.debug("verify stopped", exc_info=True)
         print(f"multicloud verify: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        print_outcome(outcome, str(exc), args.json, out)
+        return int(outcome)
     if args.json:
         print(json.dumps(report.to_json(), indent=2, default=str), file=out)
     else:
         print(report.table(), file=out)
-    if args.html:
-        with open(args.html, "w", encoding="utf-8") as f:
+    if html:
+        with open(html, "w", encoding="utf-8") as f:
             f.write(report.to_html())
-    return EXIT_OK if report.ok else EXIT_MISMATCH
+    return int(Outcome.VERIFIED if report.ok else Outcome.FAILED)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from airflow_multicloud.errors import MulticloudError
+from airflow_multicloud.errors import InvalidURIError, MulticloudError
 from airflow_multicloud.replication.model import Location
 from airflow_multicloud.schemes import SCHEMES
-from airflow_multicloud.stores.base import ObjectStore, TransferConfig
-from airflow_multicloud.uri import parse_uri
+from airflow_multicloud.stores.base import ObjectInfo, ObjectStore, TransferConfig
+from airflow_multicloud.stores.local import LocalStore
+from airflow_multicloud.uri import folder_prefix, parse_uri
 
 
 class MissingConnectionError(MulticloudError, ValueError):
@@ -36,8 +37,6 @@ def _open(scheme: str, bucket: str, conn_id: str | None, transfer: TransferConfi
     """The store and the hook that built it (None for local files)."""
     spec = SCHEMES[scheme]
     if not spec.opener:
-        from airflow_multicloud.stores.local import LocalStore
-
         return LocalStore(bucket, label="local files", transfer=transfer), None
     conn = conn_id or spec.default_conn_id
     if not (spec.connection_optional and conn == spec.default_conn_id):
@@ -66,6 +65,34 @@ def _report_lineage(hook: Any, uri: str, role: str) -> None:
     add(context=hook, uri=str(parse_uri(uri)))
 
 
+class _FolderMadeOnFirstWrite(LocalStore):
+    """A destination folder that may not exist yet: it lists as empty and is made by the first write, so a run
+    refused for bad input leaves no empty folder behind (least of all inside the source it refused to write into)."""
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return super().list(prefix) if os.path.lexists(self.root) else iter(())
+
+    def _check_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        super()._check_root()
+
+
+def _local_folder(root: str, create: bool, transfer: TransferConfig | None) -> ObjectStore:
+    """A ``file://`` dataset's folder; with ``create`` it may be missing, if it can be made where it is named."""
+    if not create:
+        return LocalStore(root, label="local files", transfer=transfer)
+    existing = root
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "the destination" if existing == root else f"{existing!r}, on the way to the destination,"
+        raise InvalidURIError(f"file://{root}/: {what} is a file, not a folder: name a folder for the replica")
+    if existing != root and not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidURIError(f"file://{root}/: cannot create the folder, {existing!r} is not writable")
+
+    return _FolderMadeOnFirstWrite(root, label="local files", transfer=transfer)
+
+
 def open_location(
     uri: str,
     conn_id: str | None = None,
@@ -74,20 +101,22 @@ def open_location(
     create: bool = False,
     lineage: str | None = None,
 ) -> Location:
-    """Parse ``uri`` and open it. A ``file://`` folder is the store's root; ``create`` makes it if missing.
+    """Parse ``uri`` and open it. A ``file://`` folder is the store's root; ``create``: a missing one is made when
+    the first object is written to it.
 
-    ``lineage="input"`` or ``"output"`` also reports the dataset as hook-level lineage.
+    The prefix names a folder: ``oss://b/data`` opens ``oss://b/data/`` (:class:`Location` adds the ``/``).
+    ``lineage="input"`` or ``"output"`` also reports the dataset, by that folder URI, as hook-level lineage.
     """
     parsed = parse_uri(uri)
     if parsed.scheme == "file":
         root = "/" + parsed.prefix.rstrip("/")
-        if create:
-            os.makedirs(root, exist_ok=True)
-        return Location(open_store("file", root, None, transfer), "")
+        return Location(_local_folder(root, create, transfer), "")
+    prefix = folder_prefix(parsed.prefix, uri)  # a bad prefix fails before any connection is looked up
     store, hook = _open(parsed.scheme, parsed.bucket, conn_id, transfer)
+    loc = Location(store, prefix)
     if lineage and hook is not None:
-        _report_lineage(hook, uri, lineage)
-    return Location(store, parsed.prefix)
+        _report_lineage(hook, loc.uri, lineage)
+    return loc
 
 
 def as_list(value: str | Sequence[str] | None) -> list[str]:

@@ -8,8 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_multicloud.hooks.factory import as_list
-from airflow_multicloud.lineage.datasets import dataset_asset, openlineage_dataset
+from airflow_multicloud import arguments
+from airflow_multicloud.lineage.datasets import (
+    assets_for,
+    check_uri_argument,
+    lineage_datasets,
+    matching_asset,
+    rendered_uri,
+    rendered_uris,
+)
+from airflow_multicloud.operators.links import LinkKind, replica_links
 from airflow_multicloud.replication.copy import CopyOptions
 from airflow_multicloud.replication.cost import BudgetExceededError
 from airflow_multicloud.replication.engine import ReplicationOptions
@@ -17,10 +25,10 @@ from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
 from airflow_multicloud.replication.model import Mode, Overwrite, parse_choice
 from airflow_multicloud.replication.plan import Filters
 from airflow_multicloud.replication.retention import RetentionUnavailableError, parse_retention, retention_extra
-from airflow_multicloud.stores.base import DEFAULT_TRANSFER, TransferConfig
+from airflow_multicloud.stores.base import DEFAULT_TRANSFER
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
 
     from airflow_multicloud.replication.model import Location, RunSummary
 
@@ -34,8 +42,10 @@ class ReplicateDatasetOperator(BaseOperator):
     under ``<destination>/_multicloud/manifests/`` and returns a summary to XCom. The task fails at the end,
     naming every object that could not be copied.
 
-    :param source: dataset URI, e.g. ``s3://raw/sales/{{ data_interval_start | ds }}/`` (templated).
-    :param destinations: one URI or a list (templated).
+    :param source: dataset URI, e.g. ``s3://raw/sales/{{ data_interval_start | ds }}/`` (templated), or an upstream
+        task's output (XComArg). The part up to the last ``/`` before the first template (``s3://raw/sales/``) is
+        the task's inlet asset; a templated bucket or an XComArg gives none.
+    :param destinations: one URI or a list (templated; XComArgs too), each the task's outlet asset likewise.
     :param source_conn_id: Airflow connection for the source (default: the scheme's ``*_default``).
     :param destination_conn_ids: one connection id for every destination, or one per destination.
     :param mode: ``copy`` (never deletes) or ``mirror`` (deletes destination objects absent at the source, after
@@ -50,6 +60,9 @@ class ReplicateDatasetOperator(BaseOperator):
     :param multipart_threshold: multipart at or above this size; ``part_size`` and ``part_concurrency`` per object.
     :param bandwidth_limit: bytes per second read from the source, across all workers.
     :param object_retries: further attempts per object after a failure (5xx, reset, checksum mismatch).
+    :param server_side: copy within one service server-side (proven by both sides' checksums, else streamed).
+    :param source_verification: ``auto`` proves each object read with the source's own checksums, else by a second
+        read; ``strict`` fails objects whose source holds no checksum.
     :param plan_shard: a shard from :class:`PlanReplicationOperator` (for ``.expand()``): copy just those objects.
     :param retention: keep each replica write-once for this many days or until this ISO date (S3 Object Lock,
         COS object lock; OSS WORM is bucket-wide and only checked); ``retention_mode`` COMPLIANCE or GOVERNANCE.
@@ -64,8 +77,8 @@ class ReplicateDatasetOperator(BaseOperator):
     def __init__(
         self,
         *,
-        source: str,
-        destinations: str | Sequence[str],
+        source: str | XComArg,
+        destinations: str | Sequence[str | XComArg] | XComArg,
         source_conn_id: str | None = None,
         destination_conn_ids: str | Sequence[str] | None = None,
         mode: str = "copy",
@@ -84,6 +97,8 @@ class ReplicateDatasetOperator(BaseOperator):
         part_concurrency: int = DEFAULT_TRANSFER.max_concurrency,
         bandwidth_limit: int | None = None,
         object_retries: int = 3,
+        server_side: bool = True,
+        source_verification: str = "auto",
         manifest_dir: str = DEFAULT_MANIFEST_DIR,
         progress_interval: float = 30.0,
         plan_shard: dict[str, Any] | None = None,
@@ -94,17 +109,26 @@ class ReplicateDatasetOperator(BaseOperator):
         pricing: str | None = None,
         **kwargs: Any,
     ) -> None:
-        dests = as_list(destinations)
-        kwargs.setdefault("inlets", [dataset_asset(source)])
-        kwargs.setdefault("outlets", [dataset_asset(d) for d in dests])
+        # what the DAG file fixes is checked now; templates and XComArgs once rendered, in _locations
+        source_datasets = check_uri_argument("source", source)
+        destination_datasets = check_uri_argument("destinations", destinations)
+        kwargs.setdefault("inlets", assets_for(source_datasets))
+        kwargs.setdefault("outlets", assets_for(destination_datasets))
         super().__init__(**kwargs)
         self.source = source
-        self.destinations = dests
+        self.destinations = [destinations] if isinstance(destinations, str) else destinations
+        self.source_datasets = source_datasets
+        self.destination_datasets = destination_datasets
+        self.operator_extra_links = replica_links(LinkKind.MANIFEST, self.destinations)
         self.source_conn_id = source_conn_id
         self.destination_conn_ids = destination_conn_ids
-        self.transfer = TransferConfig(multipart_threshold, part_size, part_concurrency)
+        # checked here so a wrong type, mode, overwrite or bound fails when the DAG is parsed, not at 2 a.m.
+        self.transfer = arguments.transfer(multipart_threshold, part_size, part_concurrency)
+        if bandwidth_limit is not None:
+            arguments.whole("bandwidth_limit", bandwidth_limit, 1)
         self.bandwidth_limit = bandwidth_limit
-        # built here so a wrong mode, overwrite or bound fails when the DAG is parsed, not at 2 a.m.
+        arguments.globs("include", include)
+        arguments.globs("exclude", exclude)
         self.options = ReplicationOptions(
             mode=parse_choice(Mode, mode, "mode"),
             overwrite=parse_choice(Overwrite, overwrite, "overwrite"),
@@ -112,7 +136,9 @@ class ReplicateDatasetOperator(BaseOperator):
             max_delete=max_delete,
             workers=workers,
             large_workers=large_workers,
-            copy=CopyOptions(object_retries=object_retries),
+            copy=CopyOptions(
+                object_retries=object_retries, server_side=server_side, source_verification=source_verification
+            ),
             manifest_dir=manifest_dir,
             dry_run=dry_run,
             allow_empty=allow_empty,
@@ -130,9 +156,14 @@ class ReplicateDatasetOperator(BaseOperator):
     def _locations(self) -> tuple[Location, list[Location]]:
         from airflow_multicloud.hooks.factory import open_location, pair_connections
 
-        dests = as_list(self.destinations)
+        dests = rendered_uris("destinations", self.destinations)
+        if not dests:
+            arguments.uris("destinations", dests)  # refuses an empty list by name
+        arguments.conn_ids("source_conn_id", self.source_conn_id)
+        arguments.conn_ids("destination_conn_ids", self.destination_conn_ids)
         per_dest = pair_connections(dests, self.destination_conn_ids)
-        source = open_location(self.source, self.source_conn_id, transfer=self.transfer, lineage="input")
+        source_uri = rendered_uri("source", self.source)
+        source = open_location(source_uri, self.source_conn_id, transfer=self.transfer, lineage="input")
         return source, [
             open_location(d, c, transfer=self.transfer, create=True, lineage="output")
             for d, c in zip(dests, per_dest, strict=True)
@@ -169,7 +200,10 @@ class ReplicateDatasetOperator(BaseOperator):
     def _record_asset_events(self, context: Context, summary: RunSummary) -> None:
         locks = {r["destination"]: r for r in summary.retention}
         pairs = {p["destination"]: p for p in summary.cost.get("pairs", [])}
-        for asset, dest_uri, manifest in zip(self.outlets, summary.destinations, summary.manifests, strict=False):
+        for dest_uri, manifest in zip(summary.destinations, summary.manifests, strict=False):
+            asset = matching_asset(dest_uri, self.outlets)
+            if asset is None:
+                continue
             context["outlet_events"][asset].extra = {
                 "source": summary.source,
                 "destination": dest_uri,
@@ -183,13 +217,38 @@ class ReplicateDatasetOperator(BaseOperator):
                 **retention_extra(locks.get(dest_uri), pairs.get(dest_uri), summary.cost),
             }
 
+    def replica_file(self, kind: LinkKind, index: int) -> tuple[str, str | None] | None:
+        """For the "Manifest" links: the manifest this run wrote next to the ``index``-th destination, and that
+        destination's connection id; None before a run summary."""
+        from airflow_multicloud.hooks.factory import pair_connections
+
+        summary = self._summary
+        if kind is not LinkKind.MANIFEST or summary is None or index >= len(summary.manifests):
+            return None
+        conns = pair_connections(summary.destinations, self.destination_conn_ids)
+        return (summary.manifests[index], conns[index]) if summary.manifests[index] else None
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """The rendered source and destinations, so the START event names what COMPLETE will."""
+        return self.get_openlineage_facets_on_complete(None)
+
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         from airflow.providers.openlineage.extractors import OperatorLineage
 
+        from airflow_multicloud.lineage.facets import output_statistics, replication_run_facets
+
+        summary = self._summary
         return OperatorLineage(
-            inputs=[openlineage_dataset(self.source)],
-            outputs=[openlineage_dataset(d) for d in as_list(self.destinations)],
+            inputs=lineage_datasets(self.source, self.source_datasets, output=False),
+            outputs=lineage_datasets(
+                self.destinations, self.destination_datasets, output=True, facets=output_statistics(summary)
+            ),
+            run_facets=replication_run_facets(summary),
         )
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """The same datasets, what was written before the failure, and which objects failed."""
+        return self.get_openlineage_facets_on_complete(task_instance)
 
 
 class PlanReplicationOperator(ReplicateDatasetOperator):
@@ -204,9 +263,8 @@ class PlanReplicationOperator(ReplicateDatasetOperator):
     def __init__(self, *, shards: int = 4, **kwargs: Any) -> None:
         kwargs.setdefault("outlets", [])
         super().__init__(**kwargs)
-        if shards < 1:
-            raise ValueError(f"shards={shards} must be at least 1")
-        self.shards = shards
+        self.operator_extra_links = []  # a plan writes no manifest
+        self.shards = arguments.whole("shards", shards, 1)
 
     def execute(self, context: Context) -> list[dict[str, Any]]:  # type: ignore[override]
         from airflow_multicloud.replication.engine import check_locations

@@ -9,19 +9,27 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_multicloud.errors import MulticloudError
-from airflow_multicloud.hooks.factory import as_list
-from airflow_multicloud.lineage.datasets import dataset_asset, openlineage_dataset
+from airflow_multicloud import arguments
+from airflow_multicloud.errors import InvalidArgumentError, MulticloudError
+from airflow_multicloud.lineage.datasets import (
+    assets_for,
+    check_uri_argument,
+    lineage_dataset,
+    lineage_datasets,
+    matching_asset,
+    rendered_uri,
+    rendered_uris,
+)
+from airflow_multicloud.operators.links import LinkKind, replica_links
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
 from airflow_multicloud.validation.compare import LEVELS
+from airflow_multicloud.validation.report import DEFAULT_REPORT_DIR
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
 
     from airflow_multicloud.replication.model import Location
     from airflow_multicloud.validation.report import ValidationReport
-
-DEFAULT_REPORT_DIR = "_multicloud/reports/"
 
 
 class ReplicaMismatchError(MulticloudError):
@@ -36,8 +44,9 @@ class ValidateReplicaOperator(BaseOperator):
     on each replica (the default suite: the source's row count, columns and types; plus ``expectations``).
     The JSON and HTML reports go to ``<replica>/<report_dir>`` (next to the manifests), the summary to XCom.
 
-    :param source: dataset URI (templated).
-    :param replicas: one URI or a list (templated).
+    :param source: dataset URI (templated), or an upstream task's output (XComArg).
+    :param replicas: one URI or a list (templated; XComArgs too). Assets are derived as ReplicateDatasetOperator
+        derives them: the part up to the last ``/`` before the first template.
     :param source_conn_id: connection for the source (default: the scheme's ``*_default``).
     :param replica_conn_ids: one connection id for every replica, or one per replica (None: the scheme default).
     :param level: ``quick`` or ``full``.
@@ -61,8 +70,8 @@ class ValidateReplicaOperator(BaseOperator):
     def __init__(
         self,
         *,
-        source: str,
-        replicas: str | Sequence[str],
+        source: str | XComArg,
+        replicas: str | Sequence[str | XComArg] | XComArg,
         source_conn_id: str | None = None,
         replica_conn_ids: str | Sequence[str | None] | None = None,
         level: str = "quick",
@@ -78,19 +87,31 @@ class ValidateReplicaOperator(BaseOperator):
         retention: int | str | None = None,
         **kwargs: Any,
     ) -> None:
-        reps = as_list(replicas)
-        kwargs.setdefault("inlets", [dataset_asset(source)])
-        kwargs.setdefault("outlets", [dataset_asset(r) for r in reps])
+        # what the DAG file fixes is checked now; templates and XComArgs once rendered, in _locations
+        source_datasets = check_uri_argument("source", source)
+        replica_datasets = check_uri_argument("replicas", replicas)
+        kwargs.setdefault("inlets", assets_for(source_datasets))
+        kwargs.setdefault("outlets", assets_for(replica_datasets))
         super().__init__(**kwargs)
         # checked here so a typo fails when the DAG is parsed, not when the task runs
         if level not in LEVELS:
             raise ValueError(f"level={level!r} is not supported: use 'quick' or 'full'")
-        if sample is not None and sample < 1:
-            raise ValueError(f"sample={sample} must be a positive number of rows")
-        if not report_dir.endswith("/") or report_dir.startswith("/"):
-            raise ValueError(f"report_dir={report_dir!r} must be a relative folder ending in '/'")
+        if sample is not None:
+            arguments.whole("sample", sample, 1)
+        arguments.whole("workers", workers, 1)
+        arguments.flag("count_rows", count_rows)
+        arguments.flag("allow_unverified", allow_unverified)
+        arguments.folder("manifest_dir", manifest_dir)
+        arguments.folder("report_dir", report_dir)
+        if expectations is not None and not isinstance(expectations, Mapping):
+            raise InvalidArgumentError(f"expectations={expectations!r} must map globs to lists of expectations")
+        if formats is not None and not isinstance(formats, Mapping):
+            raise InvalidArgumentError(f"formats={formats!r} must map globs to format names, e.g. {{'*.txt': 'csv'}}")
         self.source = source
-        self.replicas = reps
+        self.replicas = [replicas] if isinstance(replicas, str) else replicas
+        self.source_datasets = source_datasets
+        self.replica_datasets = replica_datasets
+        self.operator_extra_links = replica_links(LinkKind.REPORT, self.replicas)
         self.source_conn_id = source_conn_id
         self.replica_conn_ids = replica_conn_ids
         self.level = level
@@ -108,12 +129,19 @@ class ValidateReplicaOperator(BaseOperator):
 
     def _locations(self) -> tuple[Location, list[Location]]:
         from airflow_multicloud.hooks.factory import open_location, pair_connections
+        from airflow_multicloud.replication.engine import check_locations
 
-        reps = as_list(self.replicas)
+        reps = rendered_uris("replicas", self.replicas)
+        if not reps:
+            arguments.uris("replicas", reps)  # refuses an empty list by name
+        arguments.conn_ids("source_conn_id", self.source_conn_id)
+        arguments.conn_ids("replica_conn_ids", self.replica_conn_ids)
         conns = pair_connections(reps, self.replica_conn_ids)
-        return open_location(self.source, self.source_conn_id), [
-            open_location(r, c) for r, c in zip(reps, conns, strict=True)
-        ]
+        source = open_location(rendered_uri("source", self.source), self.source_conn_id)
+        replicas = [open_location(r, c) for r, c in zip(reps, conns, strict=True)]
+        # a replica that is the source (or inside it) would be compared with itself and always pass
+        check_locations(source, replicas)
+        return source, replicas
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_multicloud.validation.compare import compare_replicas
@@ -185,7 +213,10 @@ class ValidateReplicaOperator(BaseOperator):
     def _record_asset_events(self, context: Context, report: ValidationReport) -> None:
         copied = self.replication if isinstance(self.replication, dict) else {}
         manifests = list(copied.get("manifests") or [])
-        for i, (asset, rep) in enumerate(zip(self.outlets, report.replicas, strict=False)):
+        for i, rep in enumerate(report.replicas):
+            asset = matching_asset(rep.uri, self.outlets)
+            if asset is None:
+                continue
             replication = (
                 {
                     **_destination_counts(copied, i),
@@ -213,13 +244,103 @@ class ValidateReplicaOperator(BaseOperator):
                 "report": rep.reports[0] if rep.reports else None,
             }
 
+    def replica_file(self, kind: LinkKind, index: int) -> tuple[str, str | None] | None:
+        """For the "Validation report" links: the HTML report written next to the ``index``-th replica, and that
+        replica's connection id; None before a report."""
+        from airflow_multicloud.hooks.factory import pair_connections
+
+        report = self._report
+        if kind is not LinkKind.REPORT or report is None or index >= len(report.replicas):
+            return None
+        html = next((r for r in report.replicas[index].reports if r.endswith(".html")), None)
+        conns = pair_connections([r.uri for r in report.replicas], self.replica_conn_ids)
+        return (html, conns[index]) if html else None
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """The rendered source and replicas, so the START event names what COMPLETE will."""
+        return self.get_openlineage_facets_on_complete(None)
+
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         from airflow.providers.openlineage.extractors import OperatorLineage
 
-        return OperatorLineage(inputs=lineage_inputs(self.source, as_list(self.replicas), self._report))
+        if self._report is None:
+            both = [*self.source_datasets, *self.replica_datasets]
+            return OperatorLineage(
+                inputs=[
+                    *lineage_datasets(self.source, both, output=False),
+                    *lineage_datasets(self.replicas, both, output=False),
+                ]
+            )
+        return OperatorLineage(inputs=lineage_inputs(self._report, [*self.source_datasets, *self.replica_datasets]))
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
         return self.get_openlineage_facets_on_complete(task_instance)
+
+
+class RestoreDrillOperator(BaseOperator):
+    """Restore one night's replica to a scratch location and prove it against that night's manifest.
+
+    Every object recorded in the replica's newest manifests is copied to ``scratch``; the CRC64 and size of the
+    restored bytes must equal the manifest's (a replica overwritten since fails, named). With ``count_rows``
+    the rows of each restored data file are counted and compared with the source rows the night's validation
+    recorded. Returns (XCom) the totals, the time to restore and the first failures.
+
+    :param replica: the replica of one partition (templated).
+    :param scratch: where to restore it (templated); objects there are overwritten.
+    :param replica_conn_id: connection for the replica (default: the scheme's ``*_default``).
+    :param scratch_conn_id: connection for the scratch location.
+    :param count_rows: count rows of each restored data file.
+    :param formats: glob -> format (``csv``, ``jsonl.gz``, ``parquet``...) where extensions do not tell.
+    """
+
+    template_fields: Sequence[str] = ("replica", "scratch", "replica_conn_id", "scratch_conn_id")
+    ui_color = "#eafaf1"
+
+    def __init__(
+        self,
+        *,
+        replica: str,
+        scratch: str,
+        replica_conn_id: str | None = None,
+        scratch_conn_id: str | None = None,
+        count_rows: bool = False,
+        formats: Mapping[str, str] | None = None,
+        workers: int = 8,
+        manifest_dir: str = DEFAULT_MANIFEST_DIR,
+        report_dir: str = DEFAULT_REPORT_DIR,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.replica = replica
+        self.scratch = scratch
+        self.replica_conn_id = replica_conn_id
+        self.scratch_conn_id = scratch_conn_id
+        self.count_rows = count_rows
+        self.formats = dict(formats) if formats else None
+        self.workers = workers
+        self.manifest_dir = manifest_dir
+        self.report_dir = report_dir
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_multicloud.hooks.factory import open_location
+        from airflow_multicloud.validation.drill import restore_drill
+
+        drill = restore_drill(
+            open_location(self.replica, self.replica_conn_id),
+            open_location(self.scratch, self.scratch_conn_id),
+            count_rows=self.count_rows,
+            formats=self.formats,
+            workers=self.workers,
+            manifest_dir=self.manifest_dir,
+            report_dir=self.report_dir,
+        )
+        self.log.info("%s", drill.summary())
+        if not drill.ok:
+            raise ReplicaMismatchError(
+                f"restore drill of {drill.replica}: {len(drill.failures)} object(s) do not match the manifest "
+                f"{drill.manifest}:\n  " + "\n  ".join(d.line() for d in drill.failures[:20])
+            )
+        return drill.to_json()
 
 
 def _destination_counts(summary: dict[str, Any], i: int) -> dict[str, Any]:
@@ -229,26 +350,20 @@ def _destination_counts(summary: dict[str, Any], i: int) -> dict[str, Any]:
     return {k: per[i].get(k) for k in ("copied", "skipped", "failed", "copied_bytes")}
 
 
-def lineage_inputs(source: str, replicas: list[str], report: ValidationReport | None) -> list[Any]:
-    """The source and every replica, each with data-quality metrics and the replica with its assertions."""
-    from airflow.providers.common.compat.openlineage.facet import InputDataset
+def lineage_inputs(report: ValidationReport, stable: Sequence[str | None]) -> list[Any]:
+    """The source and every replica (named as their assets), each with data-quality metrics and the replica with
+    its assertions."""
     from openlineage.client.generated.data_quality_assertions_dataset import (
         Assertion,
         DataQualityAssertionsDatasetFacet,
     )
     from openlineage.client.generated.data_quality_metrics_input_dataset import DataQualityMetricsInputDatasetFacet
 
-    def as_input(uri: str, input_facets: dict[str, Any], facets: dict[str, Any]) -> Any:
-        base = openlineage_dataset(uri)
-        return InputDataset(namespace=base.namespace, name=base.name, inputFacets=input_facets, facets=facets)
-
-    if report is None:
-        return [openlineage_dataset(source), *(openlineage_dataset(r) for r in replicas)]
     src_metrics = DataQualityMetricsInputDatasetFacet(
         columnMetrics={}, rowCount=report.rows, bytes=report.bytes, fileCount=report.objects
     )
-    out = [as_input(source, {"dataQualityMetrics": src_metrics}, {})]
-    for uri, rep in zip(replicas, report.replicas, strict=False):
+    out = [lineage_dataset(report.source, stable, output=False, dataQualityMetrics=src_metrics)]
+    for rep in report.replicas:
         metrics = DataQualityMetricsInputDatasetFacet(
             columnMetrics={}, rowCount=rep.rows, bytes=rep.bytes, fileCount=rep.objects
         )
@@ -263,11 +378,6 @@ def lineage_inputs(source: str, replicas: list[str], report: ValidationReport | 
             assertions.append(Assertion(assertion="row_counts_match_source", success=rows_ok))
         if report.expectations_run:
             assertions.append(Assertion(assertion="expectations", success=rep.expectations_failed == 0))
-        out.append(
-            as_input(
-                uri,
-                {"dataQualityMetrics": metrics},
-                {"dataQualityAssertions": DataQualityAssertionsDatasetFacet(assertions=assertions)},
-            )
-        )
+        quality = {"dataQualityAssertions": DataQualityAssertionsDatasetFacet(assertions=assertions)}
+        out.append(lineage_dataset(rep.uri, stable, output=False, facets=quality, dataQualityMetrics=metrics))
     return out

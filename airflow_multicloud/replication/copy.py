@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -18,9 +17,29 @@ from airflow_multicloud.replication.model import (
     Location,
     ObjectResult,
     SourceObject,
+    SourceProof,
+    parse_choice,
+)
+from airflow_multicloud.replication.proof import (
+    BackgroundHasher,
+    Crc64Hex,
+    Evidence,
+    SourceVerification,
+    evidence_for,
+    listed_evidence,
 )
 from airflow_multicloud.replication.stream import BandwidthLimiter, SourceFailed, Tee, limited
-from airflow_multicloud.stores.base import MiB, WriteResult, is_md5_etag, normalize_etag, verify_write
+from airflow_multicloud.stores.base import (
+    ABORT_ATTEMPTS,
+    MiB,
+    ObjectInfo,
+    ObjectStore,
+    WriteProof,
+    WriteResult,
+    is_md5_etag,
+    normalize_etag,
+    prove_write,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +56,10 @@ class CopyOptions:
     :param retry_backoff: seconds before the first retry, doubled for each next one.
     :param limiter: shared bandwidth limit on source reads.
     :param chunk_size: bytes per read from the source stream.
-    :param server_side: use the store's server-side copy when source and destination are the same service.
+    :param server_side: use the store's server-side copy when source and destination are the same service (a copy
+        that cannot be proven by checksums on both sides, or that the service refuses, is streamed instead).
+    :param source_verification: ``auto`` proves each read with evidence the source holds (MD5 ETag, CRC64, S3
+        checksum, multipart ETag), else by a second read; ``strict`` fails objects without such evidence.
     """
 
     object_retries: int = 3
@@ -45,6 +67,11 @@ class CopyOptions:
     limiter: BandwidthLimiter | None = None
     chunk_size: int = MiB
     server_side: bool = True
+    source_verification: str = SourceVerification.AUTO
+
+    def __post_init__(self) -> None:
+        verification = parse_choice(SourceVerification, self.source_verification, "source_verification")
+        object.__setattr__(self, "source_verification", verification)
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -54,51 +81,94 @@ def _is_retryable(exc: BaseException) -> bool:
 
 
 class _SourceCheck:
-    """What the source's bytes must hash to, where the store says: its MD5 ETag or its CRC64."""
+    """Proves one read of a source object against its evidence (see :mod:`.proof`)."""
 
-    def __init__(self, source: Location, obj: SourceObject) -> None:
-        self.md5 = normalize_etag(obj.etag) if is_md5_etag(obj.etag) and source.store.etag_is_md5 else None
-        self.crc64 = obj.crc64
-        if self.md5 is None and self.crc64 is None:
-            info = source.store.head(source.key(obj.rel))
-            recorded = info.metadata.get(META_CRC64)
-            self.crc64 = info.crc64 if info.crc64 is not None else (int(recorded, 16) if recorded else None)
-        self.uri = source.store.uri(source.key(obj.rel))
+    def __init__(self, source: Location, obj: SourceObject, opts: CopyOptions, attempt: int) -> None:
+        self.store = source.store
+        self.key = source.key(obj.rel)
+        self.uri = self.store.uri(self.key)
+        self.size = obj.size
+        self.opts = opts
+        self.attempt = attempt
+        self.evidence: Evidence | None = None
 
     @property
-    def evidence(self) -> str:
-        return "source-md5" if self.md5 else "source-crc64" if self.crc64 is not None else "source-unverified"
+    def proof(self) -> SourceProof:
+        return self.evidence.proof if self.evidence is not None else SourceProof.UNVERIFIED
 
-    def check(self, md5: str, crc: int, size: int, expected_size: int) -> None:
-        if size != expected_size:
-            raise IntegrityError(f"{self.uri}: read {size} bytes, the listing said {expected_size}")
-        if self.md5 is not None and md5 != self.md5:
-            raise IntegrityError(f"{self.uri}: bytes read have MD5 {md5}, the source's ETag says {self.md5}")
-        if self.crc64 is not None and crc != self.crc64:
-            raise IntegrityError(f"{self.uri}: bytes read have CRC64 {crc:016x}, the source says {self.crc64:016x}")
+    def ask_source(self) -> Evidence:
+        """Evidence from the source itself (one HEAD; a guessed part layout is checked exactly on a retry)."""
+        info = self.store.source_info(self.key)
+        self.evidence = evidence_for(self.store, self.key, info, exact_layout=self.attempt > 1)
+        self.evidence.require(self.uri, SourceVerification(self.opts.source_verification))
+        return self.evidence
+
+    def check_size(self, size: int) -> None:
+        if size != self.size:
+            raise IntegrityError(f"{self.uri}: read {size} bytes, the listing said {self.size}")
+
+    def second_read(self, reference: str) -> None:
+        """Read the object again: its hash must equal the first read's (``reference``)."""
+        hasher = Crc64Hex()
+        size = 0
+        for chunk in limited(self.store.read(self.key, chunk_size=self.opts.chunk_size), self.opts.limiter):
+            hasher.update(chunk)
+            size += len(chunk)
+        self.check_size(size)
+        if hasher.result() != reference:
+            raise self._reads_differ()
+
+    def _reads_differ(self) -> IntegrityError:
+        return IntegrityError(f"{self.uri}: two reads gave different bytes (it changed, or a read was corrupted)")
+
+    def prove_bytes(self, data: bytes, listed: Evidence | None) -> None:
+        """Prove a whole object held in memory: the listing's evidence where it matches, else the source's."""
+        self.check_size(len(data))
+        if listed is not None:
+            got = _digest(listed, data)
+            if got == listed.expected:
+                self.evidence = listed
+                return
+            if listed.certain:
+                listed.check(self.uri, got)
+        evidence = self.ask_source()
+        if evidence.second_read:
+            again = b"".join(limited(self.store.read(self.key, chunk_size=self.opts.chunk_size), self.opts.limiter))
+            if again != data:
+                raise self._reads_differ()
+            return
+        evidence.check(self.uri, _digest(evidence, data))
 
 
-def _checked(chunks: Iterable[bytes], check: _SourceCheck, expected_size: int) -> Iterator[bytes]:
-    """Yield the source's chunks; after the last one, raise if they do not match what the source reported.
+def _digest(evidence: Evidence, data: bytes) -> str:
+    hasher = evidence.hasher()
+    hasher.update(data)
+    return hasher.result()
 
-    Raising before the stream ends keeps the writers from completing an upload of bad bytes.
+
+def _checked(chunks: Iterable[bytes], check: _SourceCheck, evidence: Evidence) -> Iterator[bytes]:
+    """Yield the source's chunks; after the last one, raise if they are not proven the source's bytes.
+
+    Raising before the stream ends keeps the writers from completing an upload of bad bytes. One hash pass, with
+    the algorithm the evidence needs; a second read where the source holds no evidence.
     """
-    # Hash only what the source gave something to compare with: a multipart S3 ETag and no recorded CRC64
-    # leave nothing to check, and each MD5 pass costs as much CPU as the copy itself.
-    md5 = hashlib.md5() if check.md5 is not None else None
-    crc = Crc64() if check.crc64 is not None else None
+    hasher = BackgroundHasher(evidence.hasher())
     size = 0
     held: bytes | None = None
-    for chunk in chunks:
-        if md5 is not None:
-            md5.update(chunk)
-        if crc is not None:
-            crc.update(chunk)
-        size += len(chunk)
-        if held is not None:
-            yield held
-        held = chunk
-    check.check(md5.hexdigest() if md5 else "", crc.value if crc else 0, size, expected_size)
+    try:
+        for chunk in chunks:
+            hasher.update(chunk)
+            size += len(chunk)
+            if held is not None:
+                yield held
+            held = chunk
+    finally:
+        hasher.close()
+    check.check_size(size)
+    if evidence.second_read:
+        check.second_read(hasher.result())
+    else:
+        evidence.check(check.uri, hasher.result())
     if held is not None:
         yield held
 
@@ -112,7 +182,7 @@ def _metadata(obj: SourceObject, crc64: int | None) -> dict[str, str]:
     return meta
 
 
-def _result(rel: str, d: int, sent: WriteResult, evidence: list[str], attempt: int) -> ObjectResult:
+def _result(rel: str, d: int, sent: WriteResult, proof: SourceProof, written: WriteProof, attempt: int) -> ObjectResult:
     return ObjectResult(
         rel,
         d,
@@ -121,21 +191,22 @@ def _result(rel: str, d: int, sent: WriteResult, evidence: list[str], attempt: i
         f"{sent.crc64:016x}",
         sent.md5 or None,
         normalize_etag(sent.etag),
-        evidence,
+        [proof.value, *written.evidence],
         None,
         attempt,
+        proof.value,
+        written.last_modified.isoformat() if written.last_modified else None,
     )
 
 
 def _copy_small(
     source: Location, dests: Sequence[tuple[int, Location]], obj: SourceObject, opts: CopyOptions, attempt: int
 ) -> dict[int, ObjectResult | BaseException]:
-    check = _SourceCheck(source, obj)
-    data = b"".join(
-        _checked(
-            limited(source.store.read(source.key(obj.rel), chunk_size=opts.chunk_size), opts.limiter), check, obj.size
-        )
-    )
+    check = _SourceCheck(source, obj, opts, attempt)
+    key = source.key(obj.rel)
+    listed = listed_evidence(source.store, ObjectInfo(key, obj.size, obj.etag, obj.last_modified, obj.crc64))
+    data = b"".join(limited(source.store.read(key, chunk_size=opts.chunk_size), opts.limiter))
+    check.prove_bytes(data, listed)
     crc = Crc64()
     crc.update(data)
     meta = _metadata(obj, crc.value)
@@ -143,7 +214,7 @@ def _copy_small(
     for d, dest in dests:
         try:
             sent = dest.store.write(dest.key(obj.rel), [data], metadata=meta)
-            out[d] = _result(obj.rel, d, sent, [check.evidence, *verify_write(dest.store, sent)], attempt)
+            out[d] = _result(obj.rel, d, sent, check.proof, prove_write(dest.store, sent), attempt)
         except Exception as exc:
             out[d] = exc
     return out
@@ -152,8 +223,9 @@ def _copy_small(
 def _copy_streamed(
     source: Location, dests: Sequence[tuple[int, Location]], obj: SourceObject, opts: CopyOptions, attempt: int
 ) -> dict[int, ObjectResult | BaseException]:
-    check = _SourceCheck(source, obj)
-    meta = _metadata(obj, check.crc64)
+    check = _SourceCheck(source, obj, opts, attempt)
+    evidence = check.ask_source()
+    meta = _metadata(obj, evidence.crc64)
     # Read the source in part-sized chunks when every destination cuts the same parts: each chunk then is a whole
     # part for every writer, shared by all of them, never copied again (copies cost as much CPU as hashing).
     part_sizes = {dest.store.transfer.part_size for _, dest in dests}
@@ -163,49 +235,128 @@ def _copy_streamed(
 
     def run(i: int, d: int, dest: Location) -> None:
         try:
-            # the source check already hashes the stream where an MD5 can be compared; no second pass here
+            # the source check hashes the stream once already; the writers add no whole-object MD5 pass
             sent = dest.store.write(dest.key(obj.rel), tee.stream(i), metadata=meta, resume=True, whole_md5=False)
-            if check.md5:
-                sent = replace(sent, md5=check.md5)
-            out[d] = _result(obj.rel, d, sent, [check.evidence, *verify_write(dest.store, sent)], attempt)
+            if evidence.md5:
+                sent = replace(sent, md5=evidence.md5)
+            out[d] = _result(obj.rel, d, sent, evidence.proof, prove_write(dest.store, sent), attempt)
         except BaseException as exc:
             out[d] = exc
+        finally:
+            # the reader must stop feeding this writer now: its stream may stay suspended in the traceback above
+            tee.close(i)
 
     threads = [threading.Thread(target=run, args=(i, d, dest), daemon=True) for i, (d, dest) in enumerate(dests)]
     for t in threads:
         t.start()
     try:
         chunks = limited(source.store.read(source.key(obj.rel), chunk_size=chunk_size), opts.limiter)
-        tee.feed(_checked(chunks, check, obj.size))
+        tee.feed(_checked(chunks, check, evidence))
     except BaseException as exc:
-        log.warning("reading %s failed: %s", source.store.uri(source.key(obj.rel)), exc)
+        log.warning("reading %s failed: %s", check.uri, exc)
+        tee.fail(exc)
     for t in threads:
         t.join()
     return out
 
 
+class _NoServerSideProof(Exception):
+    """A server-side copy left nothing comparable on both sides: the object is streamed instead."""
+
+
+def _same_bytes(src: ObjectInfo, dst: ObjectInfo, source: ObjectStore, dest: ObjectStore) -> tuple[SourceProof, str]:
+    """How the two sides' own checksums prove the copy; IntegrityError where they differ."""
+    uri = dest.uri(dst.key)
+    if src.crc64 is not None and dst.crc64 is not None:
+        if src.crc64 != dst.crc64:
+            raise IntegrityError(f"{uri}: server-side copy has CRC64 {dst.crc64:016x}, the source {src.crc64:016x}")
+        return SourceProof.CRC64, "crc64"
+    if src.checksum and src.checksum_algorithm and src.checksum_algorithm == dst.checksum_algorithm:
+        if src.checksum != dst.checksum:
+            raise IntegrityError(
+                f"{uri}: server-side copy has {dst.checksum_algorithm} {dst.checksum}, the source {src.checksum}"
+            )
+        return SourceProof.S3_CHECKSUM, "s3-checksum"
+    src_md5 = source.etag_is_md5 if src.etag_is_md5 is None else src.etag_is_md5
+    dst_md5 = dest.etag_is_md5 if dst.etag_is_md5 is None else dst.etag_is_md5
+    a, b = normalize_etag(src.etag), normalize_etag(dst.etag)
+    if src_md5 and dst_md5 and a and b:
+        if a == b:
+            return (SourceProof.MD5_ETAG if is_md5_etag(a) else SourceProof.MULTIPART_ETAG), "etag"
+        if is_md5_etag(a) and is_md5_etag(b):
+            raise IntegrityError(f"{uri}: server-side copy has MD5 ETag {b}, the source {a}")
+    raise _NoServerSideProof(f"{uri}: no checksum to compare on both sides of a server-side copy")
+
+
 def _copy_server_side(source: Location, d: int, dest: Location, obj: SourceObject, attempt: int) -> ObjectResult:
     src_key, dst_key = source.key(obj.rel), dest.key(obj.rel)
-    meta = _metadata(obj, obj.crc64)
+    src = source.store.source_info(src_key)
+    md5_based = source.store.etag_is_md5 if src.etag_is_md5 is None else src.etag_is_md5
+    if src.crc64 is None and not src.checksum and not (md5_based and src.etag):
+        raise _NoServerSideProof(f"{source.store.uri(src_key)}: no checksum a server-side copy could be compared with")
+    if src.size != obj.size:
+        raise IntegrityError(f"{source.store.uri(src_key)}: holds {src.size} bytes now, the listing said {obj.size}")
+    meta = _metadata(obj, src.crc64)
     info = dest.store.copy_from(source.store, src_key, dst_key, metadata=meta)
-    if info.size != obj.size:
-        raise IntegrityError(f"{dest.store.uri(dst_key)}: server-side copy holds {info.size} bytes, source {obj.size}")
-    evidence = ["server-side-copy", "size"]
-    if obj.crc64 is not None and info.crc64 is not None:
-        if obj.crc64 != info.crc64:
-            raise IntegrityError(f"{dest.store.uri(dst_key)}: CRC64 {info.crc64:016x} differs from the source's")
-        evidence.append("crc64")
+    if info.size != src.size:
+        raise IntegrityError(f"{dest.store.uri(dst_key)}: server-side copy holds {info.size} bytes, source {src.size}")
+    proof, how = _same_bytes(src, info, source.store, dest.store)
     crc = f"{info.crc64:016x}" if info.crc64 is not None else None
-    return ObjectResult(obj.rel, d, "copied", info.size, crc, None, normalize_etag(info.etag), evidence, None, attempt)
+    md5 = normalize_etag(src.etag) if proof is SourceProof.MD5_ETAG else None
+    modified = info.last_modified.isoformat() if info.last_modified else None
+    return ObjectResult(
+        obj.rel,
+        d,
+        "copied",
+        info.size,
+        crc,
+        md5,
+        normalize_etag(info.etag),
+        [proof.value, "server-side-copy", how],
+        None,
+        attempt,
+        proof.value,
+        modified,
+    )
 
 
-def _abort_leftovers(dest: Location, key: str) -> None:
+def _try_server_side(
+    source: Location, d: int, dest: Location, obj: SourceObject, attempt: int
+) -> ObjectResult | BaseException | None:
+    """The outcome of a server-side copy, or None when the object must be streamed instead: the copy cannot be
+    proven, its checksums differ (a streamed copy is proven from the source's bytes and replaces it), or the service
+    refuses it (another account, COS objects over 5 GB, ...)."""
     try:
-        for upload in dest.store.list_multipart_uploads(key):
-            if upload.key == key:
-                dest.store.abort_multipart(key, upload.upload_id)
+        return _copy_server_side(source, d, dest, obj, attempt)
+    except _NoServerSideProof as exc:
+        log.info("%s; streaming it instead", exc)
+        return None
+    except IntegrityError as exc:
+        log.warning("%s; streaming it instead", exc)
+        return None
     except StoreError as exc:
-        log.warning("could not clean up unfinished uploads of %s: %s", dest.store.uri(key), exc)
+        if exc.retryable or isinstance(exc, ObjectNotFoundError):
+            return exc
+        log.warning("server-side copy to %s refused (%s); streaming it instead", dest.store.uri(dest.key(obj.rel)), exc)
+        return None
+    except Exception as exc:
+        return exc
+
+
+def _abort_leftovers(dest: Location, key: str, backoff: float) -> str:
+    """Abort the unfinished uploads of ``key`` a failed copy kept for resuming; '' or what was left behind."""
+    for attempt in range(1, ABORT_ATTEMPTS + 1):
+        try:
+            left = [u.upload_id for u in dest.store.list_multipart_uploads(key) if u.key == key]
+        except StoreError as exc:
+            if attempt == ABORT_ATTEMPTS or not exc.retryable:
+                log.error("could not list the unfinished uploads of %s to abort them: %s", dest.store.uri(key), exc)
+                return f"; its unfinished uploads could not be listed ({exc})"
+            time.sleep(backoff * 2 ** (attempt - 1))
+            continue
+        kept = [upload_id for upload_id in left if not dest.store.abort_quietly(key, upload_id)]
+        return f"; unfinished uploads left: {', '.join(kept)}" if kept else ""
+    return ""
 
 
 def copy_object(
@@ -214,17 +365,19 @@ def copy_object(
     """Copy one object to every destination given as (index, location); never raises for the object's own errors."""
     results: dict[int, ObjectResult] = {}
     pending = list(dests)
+    stream_only: set[int] = set()  # destinations whose server-side copy was refused or unprovable
     for attempt in range(1, opts.object_retries + 2):
         outcome: dict[int, ObjectResult | BaseException] = {}
         streamed = []
         for d, dest in pending:
-            if opts.server_side and dest.store.endpoint_id == source.store.endpoint_id:
-                try:
-                    outcome[d] = _copy_server_side(source, d, dest, obj, attempt)
-                except Exception as exc:
-                    outcome[d] = exc
-            else:
+            got = None
+            if opts.server_side and d not in stream_only and dest.store.endpoint_id == source.store.endpoint_id:
+                got = _try_server_side(source, d, dest, obj, attempt)
+            if got is None:
+                stream_only.add(d)
                 streamed.append((d, dest))
+            else:
+                outcome[d] = got
         if streamed:
             small = all(obj.size < dest.store.transfer.multipart_threshold for _, dest in streamed)
             try:
@@ -241,10 +394,11 @@ def copy_object(
             uri = dest.store.uri(dest.key(obj.rel))
             if final:
                 log.error("giving up on %s after %d attempt(s): %s", uri, attempt, got)
+                left = ""
                 if obj.size >= dest.store.transfer.multipart_threshold:
-                    _abort_leftovers(dest, dest.key(obj.rel))
+                    left = _abort_leftovers(dest, dest.key(obj.rel), opts.retry_backoff)
                 results[d] = ObjectResult(
-                    obj.rel, d, "failed", obj.size, error=f"{type(got).__name__}: {got}", attempts=attempt
+                    obj.rel, d, "failed", obj.size, error=f"{type(got).__name__}: {got}{left}", attempts=attempt
                 )
             else:
                 log.warning("attempt %d for %s failed, retrying: %s", attempt, uri, got)

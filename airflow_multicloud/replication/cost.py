@@ -1,9 +1,10 @@
 """What a run will cost, known before it starts: requests and egress from the plan, priced from a dated table.
 
-The counts follow what the engine sends (measured against the local servers' request logs): the source is listed
-once and each object to copy is read with one GET whatever the number of destinations; each copy is one PUT and
-one verifying HEAD, or, from the multipart threshold on, one ListMultipartUploads (resume check), one initiate,
-one UploadPart per part, one complete and the HEAD; each destination is listed and gets one manifest PUT.
+The counts follow what the engine sends (measured against the local servers' request logs, 2026-12): the source is
+listed once and each object to copy is read with one GET whatever the number of destinations (plus the HEADs that
+prove a multipart source); each copy is one PUT, or, from the multipart threshold on, one ListMultipartUploads
+(resume check), one initiate, one UploadPart per part and one complete, and on COS and OSS a verifying HEAD; each
+destination is listed, swept for stale uploads once and gets one manifest PUT.
 Egress is paid once per object read, at the source's price, unless every copy of it is a server-side copy.
 """
 
@@ -101,7 +102,9 @@ def estimate(
     threshold = min(d.store.transfer.multipart_threshold for d in destinations)
     todo = plan.to_copy
     src.requests.get = len(todo)
-    src.requests.head = sum(1 for e in todo if e.obj.size >= threshold)  # a multipart source's proof
+    # a multipart source's proof: S3 asks for its part layout and checksums (3 HEADs), COS/OSS for their CRC64
+    per_proof = 3 if source.store.scheme == "s3" else 1
+    src.requests.head = per_proof * sum(1 for e in todo if e.obj.size >= threshold)
     egress = sum(
         e.obj.size
         for e in todo
@@ -116,11 +119,13 @@ def estimate(
         )
         r = side.requests
         r.list = max(1, math.ceil(existing / LIST_PAGE))
+        r.multipart = 1  # the sweep of stale multipart uploads before the run
         r.get = (1 if existing else 0) + (_STATUS_REQUESTS.get(dest.store.scheme, 0) if retention_checked else 0)
         copies = [e.obj.size for e in todo if e.actions.get(d) == "copy"]
         part = dest.store.transfer.part_size
         for size in copies:
-            r.head += 1
+            # COS and OSS prove a write with a HEAD for the whole-object CRC64; S3's answers prove it already
+            r.head += 1 if dest.store.native_crc64 else 0
             if size >= dest.store.transfer.multipart_threshold:
                 r.multipart += 3
                 r.parts += max(1, math.ceil(size / part))
@@ -158,7 +163,7 @@ def _retention_puts(dest: Location, copies: Sequence[int]) -> int:
     if dest.store.retention is None:
         return 0
     if dest.store.scheme == "cos":
-        return len(copies)
+        return len(copies) + 1  # the manifest is written under the same retention
     if dest.store.scheme == "s3":
         return sum(1 for size in copies if size >= dest.store.transfer.multipart_threshold)
     return 0

@@ -8,9 +8,13 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
 from threading import Semaphore
+from typing import Any
 
-from airflow_multicloud.errors import MulticloudError, StoreError
+from airflow_multicloud import arguments
+from airflow_multicloud.errors import InvalidArgumentError, MulticloudError, StoreError
 from airflow_multicloud.replication import cost as costs
 from airflow_multicloud.replication.copy import CopyOptions, copy_object
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, manifest_record, write_manifest
@@ -20,20 +24,26 @@ from airflow_multicloud.replication.model import (
     ObjectResult,
     Overwrite,
     Plan,
+    PlanAction,
     PlanEntry,
     RunSummary,
     parse_choice,
 )
-from airflow_multicloud.replication.plan import Filters, plan_copy
+from airflow_multicloud.replication.plan import Filters, invalid_keys, plan_copy
 from airflow_multicloud.replication.progress import Progress
 from airflow_multicloud.replication.retention import (
-    delete_unless_retained,
     locked_as_conflicts,
     parse_retention,
     prepare_destinations,
+    retention_guard,
 )
+from airflow_multicloud.replication.retry import with_retries
+from airflow_multicloud.replication.uploads import clean_uploads
 
 log = logging.getLogger(__name__)
+
+#: deletions named in a summary (dry run or refusal) so a user can see what a mirror would remove
+DELETE_SAMPLE = 10
 
 
 class ReplicationError(MulticloudError):
@@ -42,6 +52,15 @@ class ReplicationError(MulticloudError):
     def __init__(self, message: str, summary: RunSummary) -> None:
         super().__init__(message)
         self.summary = summary
+
+
+class MirrorLimitError(ReplicationError):
+    """A mirror would delete more than ``max_delete`` objects: refused before anything was copied or deleted."""
+
+
+class IncompleteRunError(ReplicationError):
+    """A service or network failure that retries did not cure stopped the run after it began writing;
+    ``summary`` says how far it got (copied, manifests written, deleted)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,9 @@ class ReplicationOptions:
     :param require_immutable: refuse to start unless every destination can hold the retention (or has a lock).
     :param max_cost: refuse to start when the estimated cost is above this (currency of the pricing table).
     :param pricing: path of a JSON pricing table replacing the shipped one.
+    :param stale_upload_age: unfinished multipart uploads under a destination older than this are aborted (and
+        reported) before the run, as are those whose source object is gone; younger ones may belong to a run
+        still writing them, or be resumed by this one. Seconds, or a timedelta.
     """
 
     mode: Mode = Mode.COPY
@@ -81,14 +103,34 @@ class ReplicationOptions:
     require_immutable: bool = False
     max_cost: float | None = None
     pricing: str | None = None
+    stale_upload_age: timedelta = timedelta(hours=24)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_choice(Mode, self.mode, "mode"))
         object.__setattr__(self, "overwrite", parse_choice(Overwrite, self.overwrite, "overwrite"))
-        if self.max_delete < 0 or self.workers < 1 or self.large_workers < 1:
-            raise ValueError("max_delete must be >= 0, workers and large_workers >= 1")
-        if not self.manifest_dir.endswith("/") or self.manifest_dir.startswith("/"):
-            raise ValueError(f"manifest_dir={self.manifest_dir!r} must be a relative folder ending in '/'")
+        arguments.whole("max_delete", self.max_delete)
+        arguments.whole("workers", self.workers, 1)
+        arguments.whole("large_workers", self.large_workers, 1)
+        arguments.whole("object_retries", self.copy.object_retries)
+        arguments.number("retry_backoff", self.copy.retry_backoff)
+        arguments.number("progress_interval", self.progress_interval)
+        arguments.flag("dry_run", self.dry_run)
+        arguments.flag("allow_empty", self.allow_empty)
+        arguments.folder("manifest_dir", self.manifest_dir)
+        arguments.globs("include", self.filters.include)
+        arguments.globs("exclude", self.filters.exclude)
+        arguments.age("min_age", self.filters.min_age)
+        arguments.age("max_age", self.filters.max_age)
+        if not isinstance(self.run_id, str):
+            raise InvalidArgumentError(f"run_id={self.run_id!r} must be a string")
+        age = self.stale_upload_age
+        if not isinstance(age, timedelta):
+            age = timedelta(seconds=float(age))
+            object.__setattr__(self, "stale_upload_age", age)
+        if age <= timedelta(0):
+            raise InvalidArgumentError(
+                f"stale_upload_age={age} must be positive: younger uploads may belong to a live run"
+            )
 
 
 def _overlap(a: Location, b: Location) -> bool:
@@ -146,26 +188,35 @@ def _results_by_dest(
     for entry in plan_entries:
         results = {r.destination: r for r in done.get(id(entry), [])}
         for d, action in entry.actions.items():
-            if action == "copy":
+            if action == PlanAction.COPY:
                 by_dest[d].append((entry, results[d]))
+            elif action == PlanAction.INVALID_KEY:
+                why = entry.reasons.get(d, "invalid key")
+                by_dest[d].append((entry, ObjectResult(entry.obj.rel, d, "failed", entry.obj.size, error=why)))
             else:
                 prev = plan.previous.get(d, {}).get(entry.obj.rel, {})
-                by_dest[d].append(
-                    (
-                        entry,
-                        ObjectResult(
-                            entry.obj.rel,
-                            d,
-                            "skipped" if action == "skip" else "conflict",
-                            entry.obj.size,
-                            prev.get("crc64"),
-                            prev.get("md5"),
-                            prev.get("dest_etag"),
-                            ["previous-manifest" if prev else "metadata"] if action == "skip" else [],
-                        ),
-                    )
-                )
+                by_dest[d].append((entry, _unchanged_result(entry, d, action, prev)))
     return by_dest
+
+
+def _unchanged_result(entry: PlanEntry, d: int, action: str, prev: dict[str, Any]) -> ObjectResult:
+    """A skipped or conflicting object: a skip rests on the earlier verified copy, so its record carries that
+    copy's checksums, source proof and replica version forward (validation counts a record only with them)."""
+    held: dict[str, Any] = {"crc64": prev.get("crc64"), "md5": prev.get("md5"), "dest_etag": prev.get("dest_etag")}
+    if action != PlanAction.SKIP:
+        return ObjectResult(entry.obj.rel, d, "conflict", entry.obj.size, **held)
+    proofs = [v for v in prev.get("verified_by") or () if isinstance(v, str) and v.startswith("source-")]
+    proof = prev.get("source_proof") or (proofs[0] if proofs else None)
+    return ObjectResult(
+        entry.obj.rel,
+        d,
+        "skipped",
+        entry.obj.size,
+        **held,
+        verified_by=[proof, "previous-manifest"] if proof else ["previous-manifest" if prev else "metadata"],
+        source_proof=proof,
+        dest_last_modified=prev.get("dest_last_modified"),
+    )
 
 
 def replicate(
@@ -176,7 +227,12 @@ def replicate(
     plan: Plan | None = None,
     shard: str | None = None,
 ) -> RunSummary:
-    """Replicate ``source`` to every destination and return the summary; raise ReplicationError if any failed.
+    """Replicate ``source`` to every destination and return the summary.
+
+    Raises, each with the summary so far: :class:`MirrorLimitError` before anything is written when a mirror
+    would delete more than ``max_delete``; :class:`ReplicationError` when some objects failed;
+    :class:`IncompleteRunError` when a service or network failure stopped the run after it began writing. Errors
+    of the inputs and of planning (nothing written yet) propagate as they are.
 
     ``plan`` and ``shard`` ("i/n") let mapped tasks copy one part of a plan made once.
     """
@@ -205,29 +261,66 @@ def replicate(
     summary.cost = costs.estimate(
         source, destinations, plan, pricing=costs.load_pricing(options.pricing), retention_checked=bool(protection)
     )
+    summary.invalid_keys = invalid_keys(plan, destinations)
+    summary.reserved_skipped, summary.unlisted = len(plan.reserved), list(plan.unlisted)
     if not plan.entries and not options.allow_empty and shard is None:
         raise ValueError(
             f"source {source.uri} holds no objects (after filters): check the prefix and the date partition, "
             "or pass allow_empty=True if an empty dataset is expected"
         )
+    deletes = plan.extras if options.mode is Mode.MIRROR else {}
     log.info(
-        "plan for %s -> %s: %d objects, %d copies to make, %d skipped, %d conflicts, extras %s",
+        "plan for %s -> %s: %d objects, %d copies to make, %d skipped, %d conflicts, %d to delete",
         source.uri,
         ", ".join(summary.destinations),
         summary.objects,
         plan.count("copy"),
         plan.count("skip"),
         plan.count("conflict"),
-        {destinations[d].uri: len(x) for d, x in plan.extras.items()},
+        sum(len(x) for x in deletes.values()),
     )
     log.info("%s", costs.describe(summary.cost))
     costs.check_budget(summary.cost, options.max_cost)
+    planned = {e.obj.rel for e in plan.entries}
+    leftovers = clean_uploads(source, destinations, planned, options.stale_upload_age, dry_run=options.dry_run)
+    summary.unfinished_uploads = [str(x) for x in leftovers]
     if options.dry_run:
-        summary.copied = plan.count("copy")
-        summary.skipped = plan.count("skip")
-        summary.conflicts = plan.count("conflict")
+        _tally_plan(summary, destinations, plan, deletes)
         summary.duration_s = round(time.monotonic() - started, 3)
+        _check_max_delete(destinations, deletes, options, summary)
         return summary
+    _check_max_delete(destinations, deletes, options, summary)
+    try:
+        _copy_and_record(source, destinations, plan, options, summary, shard)
+        if options.mode is Mode.MIRROR:
+            _mirror_deletes(destinations, deletes, options, summary)
+    except Exception as exc:
+        summary.duration_s = round(time.monotonic() - started, 3)
+        raise IncompleteRunError(
+            f"the run stopped before it finished: {exc}. So far {summary.copied} objects were copied, "
+            f"{len(summary.manifests)} manifests written and {summary.deleted} objects deleted; run it again to "
+            "finish (verified copies are skipped)",
+            summary,
+        ) from exc
+    summary.duration_s = round(time.monotonic() - started, 3)
+    summary.throughput_mb_s = round(summary.copied_bytes / 1e6 / max(summary.duration_s, 1e-9), 2)
+    if summary.conflict_keys:
+        log.warning("not overwritten (overwrite='never' or a retention lock): %s", summary.conflict_keys[:20])
+    if summary.failed:
+        shown = "\n  ".join(summary.failed_keys[:20])
+        raise ReplicationError(f"{summary.failed} object copies failed:\n  {shown}", summary)
+    return summary
+
+
+def _copy_and_record(
+    source: Location,
+    destinations: Sequence[Location],
+    plan: Plan,
+    options: ReplicationOptions,
+    summary: RunSummary,
+    shard: str | None,
+) -> None:
+    """Copy, then write one manifest per destination (retried like copies; one that still fails is a failure)."""
     copied = run_plan(source, destinations, plan.entries, options)
     locked_as_conflicts(copied, summary)
     by_dest = _results_by_dest(plan.entries, copied, plan, len(destinations))
@@ -241,33 +334,62 @@ def replicate(
             "shard": shard,
             "mode": options.mode.value,
         }
+        records = [manifest_record(e.obj, r) for e, r in rows]
+        write = partial(write_manifest, dest, summary.run_id, header, records, options.manifest_dir)
         try:
-            summary.manifests.append(
-                write_manifest(dest, run_id, header, (manifest_record(e.obj, r) for e, r in rows), options.manifest_dir)
-            )
+            summary.manifests.append(with_retries(write, f"write the manifest of {dest.uri}", options.copy))
         except StoreError as exc:
             summary.failed += 1
             summary.failed_keys.append(f"manifest for {dest.uri} ({exc})")
-    if options.mode is Mode.MIRROR:
-        summary.deleted = _mirror_deletes(destinations, plan, options, summary)
-    summary.duration_s = round(time.monotonic() - started, 3)
-    summary.throughput_mb_s = round(summary.copied_bytes / 1e6 / max(summary.duration_s, 1e-9), 2)
-    if summary.conflict_keys:
-        log.warning(
-            "changed at the source but not overwritten (overwrite='never' or a retention lock): %s",
-            summary.conflict_keys[:20],
+
+
+def _tally_plan(
+    summary: RunSummary, destinations: Sequence[Location], plan: Plan, deletes: dict[int, list[str]]
+) -> None:
+    """What the plan would do, counted as a dry run reports it: per destination, with a sample of the deletions."""
+    for d, dest in enumerate(destinations):
+        actions = [e.actions.get(d) for e in plan.entries]
+        rels = deletes.get(d, [])
+        summary.per_destination.append(
+            {
+                "destination": dest.uri,
+                "copied": actions.count(PlanAction.COPY),
+                "skipped": actions.count(PlanAction.SKIP),
+                "failed": actions.count(PlanAction.INVALID_KEY),
+                "conflicts": actions.count(PlanAction.CONFLICT),
+                "copied_bytes": sum(e.obj.size for e in plan.entries if e.actions.get(d) == "copy"),
+                "deleted": len(rels),
+                "delete_sample": [dest.store.uri(dest.key(rel)) for rel in rels[:DELETE_SAMPLE]],
+            }
         )
-    if summary.failed:
-        shown = "\n  ".join(summary.failed_keys[:20])
-        raise ReplicationError(f"{summary.failed} object copies failed:\n  {shown}", summary)
-    return summary
+    summary.copied = plan.count("copy")
+    summary.copied_bytes = sum(p["copied_bytes"] for p in summary.per_destination)
+    summary.skipped = plan.count("skip")
+    summary.conflicts = plan.count("conflict")
+    summary.deleted = sum(len(x) for x in deletes.values())
+    summary.failed, summary.failed_keys = len(summary.invalid_keys), list(summary.invalid_keys)
+
+
+def _check_max_delete(
+    destinations: Sequence[Location], deletes: dict[int, list[str]], options: ReplicationOptions, summary: RunSummary
+) -> None:
+    total = sum(len(x) for x in deletes.values())
+    if total <= options.max_delete:
+        return
+    sample = [destinations[d].store.uri(destinations[d].key(rel)) for d, rels in deletes.items() for rel in rels]
+    raise MirrorLimitError(
+        f"mirror would delete {total} destination objects absent at the source, more than max_delete="
+        f"{options.max_delete}; nothing was copied or deleted. Check the source (it would delete e.g. "
+        f"{', '.join(sample[:3])}), or raise max_delete deliberately.",
+        summary,
+    )
 
 
 def _tally(summary: RunSummary, dest: Location, rows: Sequence[tuple[PlanEntry, ObjectResult]]) -> None:
     counts = {status: sum(1 for _, r in rows if r.status == status) for status in ("copied", "skipped", "failed")}
     counts["conflicts"] = sum(1 for _, r in rows if r.status == "conflict")
     counts["copied_bytes"] = sum(r.size for _, r in rows if r.status == "copied")
-    summary.per_destination.append({"destination": dest.uri, **counts})
+    summary.per_destination.append({"destination": dest.uri, **counts, "deleted": 0})
     for entry, r in rows:
         uri = dest.store.uri(dest.key(entry.obj.rel))
         if r.status == "copied":
@@ -284,16 +406,21 @@ def _tally(summary: RunSummary, dest: Location, rows: Sequence[tuple[PlanEntry, 
 
 
 def _mirror_deletes(
-    destinations: Sequence[Location], plan: Plan, options: ReplicationOptions, summary: RunSummary
-) -> int:
+    destinations: Sequence[Location], deletes: dict[int, list[str]], options: ReplicationOptions, summary: RunSummary
+) -> None:
+    """Delete the destination objects absent at the source, once every copy verified; each delete is retried like
+    a copy, and one that still fails stops the run (``summary.deleted`` counts those done)."""
     if summary.failed:
         log.warning("mirror: not deleting anything because %d copies failed", summary.failed)
-        return 0
-    total = sum(len(x) for x in plan.extras.values())
-    if total > options.max_delete:
-        raise ReplicationError(
-            f"mirror would delete {total} destination objects absent at the source, more than max_delete="
-            f"{options.max_delete}; nothing was deleted. Check the source, or raise max_delete deliberately.",
-            summary,
-        )
-    return sum(delete_unless_retained(destinations[d], rels, summary) for d, rels in plan.extras.items())
+        return
+    for d, rels in deletes.items():
+        dest = destinations[d]
+        retained = retention_guard(dest)
+        for rel in rels:
+            key = dest.key(rel)
+            if retained(key):
+                summary.locked += 1
+                continue
+            with_retries(partial(dest.store.delete, key), f"delete {dest.store.uri(key)}", options.copy)
+            summary.deleted += 1
+            summary.per_destination[d]["deleted"] += 1

@@ -67,6 +67,8 @@ def manifest_record(obj: SourceObject, result: ObjectResult) -> dict[str, Any]:
         "dest_etag": result.dest_etag,
         "status": result.status,
         "verified_by": result.verified_by,
+        "source_proof": result.source_proof,
+        "dest_last_modified": result.dest_last_modified,
         **({"error": result.error} if result.error else {}),
     }
 

@@ -8,6 +8,7 @@ from enum import Enum, StrEnum
 from typing import Any
 
 from airflow_multicloud.stores.base import ObjectStore
+from airflow_multicloud.uri import folder_prefix
 
 RESERVED_DIR = "_multicloud/"
 META_CRC64 = "multicloud-crc64"
@@ -18,6 +19,15 @@ META_SOURCE_SIZE = "multicloud-source-size"
 class Mode(StrEnum):
     COPY = "copy"
     MIRROR = "mirror"
+
+
+class PlanAction(StrEnum):
+    """What the plan decided for one object at one destination."""
+
+    COPY = "copy"
+    SKIP = "skip"  # a verified copy of this exact source version is there already
+    CONFLICT = "conflict"  # changed at the source, and overwrite='never'
+    INVALID_KEY = "invalid-key"  # the destination would refuse the key: reported failed, no request made
 
 
 class Overwrite(StrEnum):
@@ -52,10 +62,17 @@ def parse_choice(enum: type[Enum], value: object, name: str) -> Any:
 
 @dataclass(frozen=True)
 class Location:
-    """A dataset in a store: ``store`` plus a key prefix ("" or ending in "/" for folders)."""
+    """A dataset in a store: ``store`` plus a folder prefix.
+
+    A prefix always names a folder: ``sales/2024`` is taken as ``sales/2024/``, so it never also matches
+    ``sales/2024-old/...`` (every entry point, URIs included, builds a Location). "" is the whole bucket.
+    """
 
     store: ObjectStore
     prefix: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", folder_prefix(self.prefix))
 
     @property
     def uri(self) -> str:
@@ -79,18 +96,23 @@ class PlanEntry:
     """One source object and what to do at each destination (index -> action)."""
 
     obj: SourceObject
-    actions: dict[int, str]  # "copy" | "skip" | "conflict"
+    actions: dict[int, PlanAction]
+    reasons: dict[int, str] = field(default_factory=dict)  # why a destination refuses the key (INVALID_KEY)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self.obj)
         d["last_modified"] = self.obj.last_modified.isoformat() if self.obj.last_modified else None
-        return {"obj": d, "actions": {str(k): v for k, v in self.actions.items()}}
+        out: dict[str, Any] = {"obj": d, "actions": {str(k): str(v) for k, v in self.actions.items()}}
+        if self.reasons:
+            out["reasons"] = {str(k): v for k, v in self.reasons.items()}
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PlanEntry:
         o = dict(data["obj"])
         o["last_modified"] = datetime.fromisoformat(o["last_modified"]) if o["last_modified"] else None
-        return cls(SourceObject(**o), {int(k): v for k, v in data["actions"].items()})
+        actions = {int(k): PlanAction(v) for k, v in data["actions"].items()}
+        return cls(SourceObject(**o), actions, {int(k): v for k, v in data.get("reasons", {}).items()})
 
 
 @dataclass
@@ -98,13 +120,17 @@ class Plan:
     entries: list[PlanEntry]
     extras: dict[int, list[str]] = field(default_factory=dict)  # destination index -> rel keys absent at source
     previous: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)  # manifests read, per destination
+    reserved: list[str] = field(default_factory=list)  # source keys (relative) under a _multicloud/ folder: skipped
+    unlisted: list[str] = field(default_factory=list)  # local entries not taken as objects (links, special files)
 
     def count(self, action: str) -> int:
         return sum(1 for e in self.entries for a in e.actions.values() if a == action)
 
     @property
     def to_copy(self) -> list[PlanEntry]:
-        return [e for e in self.entries if "copy" in e.actions.values()]
+        """Entries with work for a copy task: copies to make, and invalid keys it must report as failed."""
+        work = (PlanAction.COPY, PlanAction.INVALID_KEY)
+        return [e for e in self.entries if any(a in work for a in e.actions.values())]
 
     def shard(self, n: int) -> list[list[PlanEntry]]:
         """Split the work into ``n`` shards of about equal bytes (largest first, greedy)."""
@@ -131,6 +157,8 @@ class ObjectResult:
     verified_by: list[str] = field(default_factory=list)
     error: str | None = None
     attempts: int = 0
+    source_proof: str | None = None  # a SourceProof value: how the bytes read were proven the source's
+    dest_last_modified: str | None = None  # ISO time of the replica, where proving the write told it
 
 
 @dataclass
@@ -151,7 +179,11 @@ class RunSummary:
     failed_keys: list[str] = field(default_factory=list)
     conflict_keys: list[str] = field(default_factory=list)
     manifests: list[str] = field(default_factory=list)
+    invalid_keys: list[str] = field(default_factory=list)  # "uri (reason)": keys a destination would refuse
+    reserved_skipped: int = 0  # source objects under a _multicloud/ folder, never copied
+    unlisted: list[str] = field(default_factory=list)  # local entries skipped by name (links, special files)
     per_destination: list[dict[str, Any]] = field(default_factory=list)  # copied/skipped/... for each destination
+    unfinished_uploads: list[str] = field(default_factory=list)  # left-over uploads found before the run
     dry_run: bool = False
     locked: int = 0  # objects a retention lock kept: mirror deletes skipped, overwrites refused
     retention: list[dict[str, Any]] = field(default_factory=list)  # per destination: lock, mode, who can delete

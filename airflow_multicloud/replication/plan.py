@@ -1,4 +1,5 @@
-"""Decide, per source object and destination: copy, skip (verified copy of this exact version), or conflict."""
+"""Decide, per source object and destination: copy, skip (verified copy of this exact version), conflict, or
+invalid key (the destination would refuse it)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from airflow_multicloud.replication.model import (
     Location,
     Overwrite,
     Plan,
+    PlanAction,
     PlanEntry,
     SourceObject,
 )
@@ -29,7 +31,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Filters:
-    """Which source objects take part. Globs match the key relative to the source prefix.
+    """Which source objects are copied. Globs match the key relative to the source prefix.
+
+    Filters judge the source side only: ages are the source objects' ages. In mirror mode a destination object is
+    an extra (deleted) only when no source object has its key, filtered out or not, and its key passes the globs
+    (a key the globs leave out is outside what the mirror manages, so it is kept).
 
     :param include: keep only keys matching one of these globs (None: all).
     :param exclude: drop keys matching any of these globs.
@@ -42,10 +48,15 @@ class Filters:
     min_age: timedelta | None = None
     max_age: timedelta | None = None
 
-    def accepts(self, rel: str, modified: datetime | None, now: datetime) -> bool:
+    def matches(self, rel: str) -> bool:
+        """True when the globs take ``rel`` in."""
         if self.include is not None and not any(fnmatch.fnmatchcase(rel, g) for g in self.include):
             return False
-        if any(fnmatch.fnmatchcase(rel, g) for g in self.exclude):
+        return not any(fnmatch.fnmatchcase(rel, g) for g in self.exclude)
+
+    def accepts(self, rel: str, modified: datetime | None, now: datetime) -> bool:
+        """True when a source object is to be copied."""
+        if not self.matches(rel):
             return False
         if modified is not None:
             age = now - modified
@@ -56,11 +67,20 @@ class Filters:
         return True
 
 
-def list_dataset(loc: Location) -> Iterator[ObjectInfo]:
-    """Objects of a dataset, without our own ``_multicloud/`` folder (manifests, reports)."""
-    for info in loc.store.list(loc.prefix):
-        if not _reserved(info.key[len(loc.prefix) :]):
+def list_dataset(
+    loc: Location, reserved: list[str] | None = None, unlisted: list[str] | None = None
+) -> Iterator[ObjectInfo]:
+    """Objects of a dataset, without our own ``_multicloud/`` folders (manifests, reports).
+
+    ``reserved`` collects the relative keys left out for being in such a folder, ``unlisted`` the entries a
+    local store saw but does not list (see :meth:`ObjectStore.list_noting`).
+    """
+    for info in loc.store.list_noting(loc.prefix, [] if unlisted is None else unlisted):
+        rel = info.key[len(loc.prefix) :]
+        if not _reserved(rel):
             yield info
+        elif reserved is not None:
+            reserved.append(rel)
 
 
 def _reserved(rel: str) -> bool:
@@ -107,44 +127,82 @@ def plan_copy(
     filters = filters or Filters()
     now = now or datetime.now(UTC)
 
-    def listed(dest: Location) -> tuple[dict[str, ObjectInfo], dict[str, dict[str, Any]]]:
+    def listed(dest: Location) -> tuple[dict[str, ObjectInfo], dict[str, dict[str, Any]], list[str]]:
         # one listing of the destination prefix gives both its objects and its manifests' names
         manifests = manifest_prefix(dest, manifest_dir)
         existing: dict[str, ObjectInfo] = {}
         names: list[str] = []
-        for info in dest.store.list(dest.prefix):
+        skipped: list[str] = []
+        for info in dest.store.list_noting(dest.prefix, skipped):
             rel = info.key[len(dest.prefix) :]
             if info.key.startswith(manifests):
                 names.append(info.key)
             elif not _reserved(rel):
                 existing[rel] = info
-        return existing, (read_previous(dest, manifest_dir, names) if existing else {})
+        return existing, (read_previous(dest, manifest_dir, names) if existing else {}), skipped
 
     # every side is listed at once: a listing is a chain of page requests, mostly waiting on the store
+    reserved: list[str] = []
+    unlisted: list[str] = []
     with ThreadPoolExecutor(max_workers=len(destinations) or 1, thread_name_prefix="list") as pool:
         futures = [pool.submit(listed, dest) for dest in destinations]
-        objects = [
+        # filtered-out objects still belong to the source: the whole listing decides what is an extra
+        everything = [
             SourceObject(i.key[len(source.prefix) :], i.size, i.etag, i.last_modified, i.crc64)
-            for i in list_dataset(source)
-            if filters.accepts(i.key[len(source.prefix) :], i.last_modified, now)
+            for i in list_dataset(source, reserved, unlisted)
         ]
         listings = [f.result() for f in futures]
-    plan = Plan([PlanEntry(o, {}) for o in objects])
-    wanted = {o.rel for o in objects}
+    objects = [o for o in everything if filters.accepts(o.rel, o.last_modified, now)]
+    plan = Plan([PlanEntry(o, {}) for o in objects], reserved=reserved, unlisted=unlisted)
+    at_source = {o.rel for o in everything}
     for d, dest in enumerate(destinations):
-        existing, previous = listings[d]
+        existing, previous, dest_unlisted = listings[d]
         plan.previous[d] = previous
+        plan.unlisted.extend(dest_unlisted)
         for entry in plan.entries:
-            found = existing.get(entry.obj.rel)
-            if found is None:
-                entry.actions[d] = "copy"
-            elif _same_version(entry.obj, found, previous.get(entry.obj.rel)) or _same_by_metadata(
-                dest, entry.obj, found
-            ):
-                entry.actions[d] = "skip"
-            else:
-                entry.actions[d] = "conflict" if overwrite is Overwrite.NEVER else "copy"
-        plan.extras[d] = sorted(
-            rel for rel in existing if rel not in wanted and filters.accepts(rel, existing[rel].last_modified, now)
-        )
+            entry.actions[d] = _decide(d, dest, entry, existing.get(entry.obj.rel), previous, overwrite)
+        plan.extras[d] = sorted(rel for rel in existing if rel not in at_source and filters.matches(rel))
+    _report(source, destinations, plan)
     return plan
+
+
+def _decide(
+    d: int, dest: Location, entry: PlanEntry, found: ObjectInfo | None, previous: dict[str, Any], overwrite: Overwrite
+) -> PlanAction:
+    if found is not None and (
+        _same_version(entry.obj, found, previous.get(entry.obj.rel)) or _same_by_metadata(dest, entry.obj, found)
+    ):
+        return PlanAction.SKIP
+    if found is not None and overwrite is Overwrite.NEVER:
+        return PlanAction.CONFLICT
+    why = dest.store.key_problem(dest.key(entry.obj.rel))
+    if why:
+        entry.reasons[d] = why
+        return PlanAction.INVALID_KEY
+    return PlanAction.COPY
+
+
+def _report(source: Location, destinations: Sequence[Location], plan: Plan) -> None:
+    """Say what the plan leaves out and why: nothing is left out without a word."""
+    if plan.reserved:
+        log.warning(
+            "%d source objects under %s folders were not copied (this tool's own manifests and reports), e.g. %s",
+            len(plan.reserved),
+            RESERVED_DIR,
+            ", ".join(source.key(r) for r in plan.reserved[:5]),
+        )
+    if plan.unlisted:
+        log.warning("%d local entries were not taken as objects: %s", len(plan.unlisted), "; ".join(plan.unlisted[:5]))
+    invalid = invalid_keys(plan, destinations)
+    if invalid:
+        log.warning("%d keys a destination would refuse (not sent): %s", len(invalid), "; ".join(invalid[:20]))
+
+
+def invalid_keys(plan: Plan, destinations: Sequence[Location]) -> list[str]:
+    """``uri (reason)`` for every key the plan found a destination would refuse."""
+    return [
+        f"{destinations[d].store.uri(destinations[d].key(e.obj.rel))} ({e.reasons.get(d, 'invalid key')})"
+        for e in plan.entries
+        for d, a in e.actions.items()
+        if a == PlanAction.INVALID_KEY
+    ]

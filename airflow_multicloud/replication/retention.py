@@ -8,7 +8,7 @@ object, and set the retention on upload once ``store.retention`` is given.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -114,25 +114,19 @@ def locked_as_conflicts(copied: Sequence[tuple[PlanEntry, list[ObjectResult]]], 
                 summary.locked += 1
 
 
-def delete_unless_retained(dest: Location, rels: Sequence[str], summary: RunSummary) -> int:
-    """Mirror's deletes on one destination: a retained object is counted in ``summary.locked``, never deleted
+def retention_guard(dest: Location) -> Callable[[str], bool]:
+    """For mirror's deletes on one destination: whether a key is retained now, so it is counted, never deleted
     (on S3 a delete would only hide it behind a delete marker; on COS and OSS it would be refused)."""
-    checks = dest.store.retention_status().enabled
-    deleted = 0
-    for rel in rels:
-        key = dest.key(rel)
+    if not dest.store.retention_status().enabled:
+        return lambda key: False
+
+    def retained(key: str) -> bool:
         try:
-            if checks and dest.store.object_retention(key).active():
-                summary.locked += 1
-                continue
-            dest.store.delete(key)
+            return dest.store.object_retention(key).active()
         except ObjectNotFoundError:
-            continue
-        except RetentionLockedError:
-            summary.locked += 1
-            continue
-        deleted += 1
-    return deleted
+            return False
+
+    return retained
 
 
 def retention_extra(lock: dict[str, Any] | None, pair: dict[str, Any] | None, cost: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterable, Iterator
 
 _END = object()
+#: how often a reader blocked on a full queue looks again whether that consumer is still alive
+_POLL = 0.1
 
 
 class BandwidthLimiter:
@@ -46,13 +48,16 @@ class SourceFailed(Exception):
 class Tee:
     """Feeds one stream of chunks to several consumers, each through a bounded queue.
 
-    A consumer that stops (its write failed) is dropped so it never blocks the others; if the source fails,
-    every consumer's stream raises :class:`SourceFailed` so its upload aborts instead of completing short.
+    Every wait is bounded by the peer's liveness: the reader waits on a full queue only while that consumer is
+    alive, and a consumer waits for a chunk only until the reader ends or fails. A consumer whose writer stopped
+    must say so with :meth:`close` (a generator left suspended in a failed writer's traceback is never finalized,
+    so its ``finally`` cannot be relied on); it is then dropped and never blocks the others. If the source fails,
+    every live consumer's stream raises :class:`SourceFailed` so its upload aborts instead of completing short.
     """
 
     def __init__(self, n: int, depth: int = 8) -> None:
         self.queues: list[queue.Queue[object]] = [queue.Queue(maxsize=depth) for _ in range(n)]
-        self.alive = [True] * n
+        self._dead = [threading.Event() for _ in range(n)]
 
     def stream(self, i: int) -> Iterator[bytes]:
         q = self.queues[i]
@@ -65,11 +70,12 @@ class Tee:
                     raise SourceFailed(str(item)) from item
                 yield item  # type: ignore[misc]
         finally:
-            self.alive[i] = False
-            self._drain(q)
+            self.close(i)
 
-    @staticmethod
-    def _drain(q: queue.Queue[object]) -> None:
+    def close(self, i: int) -> None:
+        """Consumer ``i`` takes nothing more: the reader stops feeding it and what it holds is freed."""
+        self._dead[i].set()
+        q = self.queues[i]
         while True:
             try:
                 q.get_nowait()
@@ -78,24 +84,29 @@ class Tee:
 
     def _put(self, i: int, item: object) -> None:
         q = self.queues[i]
-        while self.alive[i]:
+        while not self._dead[i].is_set():
             try:
-                q.put(item, timeout=0.2)
-                return
+                q.put(item, timeout=_POLL)
             except queue.Full:
                 continue
+            if self._dead[i].is_set():  # closed while putting: free the item now, nobody will take it
+                self.close(i)
+            return
 
     def feed(self, chunks: Iterable[bytes]) -> None:
-        """Push every chunk to every live consumer, then the end (or the error) marker."""
-        try:
-            for chunk in chunks:
-                if not any(self.alive):
-                    return
-                for i in range(len(self.queues)):
-                    self._put(i, chunk)
-        except BaseException as exc:
+        """Push every chunk to every live consumer, then the end marker; stop early once none is alive.
+
+        An error raised by ``chunks`` is passed on: the caller reports it to the consumers with :meth:`fail`.
+        """
+        for chunk in chunks:
+            if all(dead.is_set() for dead in self._dead):
+                return
             for i in range(len(self.queues)):
-                self._put(i, exc)
-            raise
+                self._put(i, chunk)
         for i in range(len(self.queues)):
             self._put(i, _END)
+
+    def fail(self, exc: BaseException) -> None:
+        """The source read failed: every live consumer's stream raises :class:`SourceFailed` next."""
+        for i in range(len(self.queues)):
+            self._put(i, exc)

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
+from airflow_multicloud.lineage.datasets import check_uri_argument, rendered_uri
 from airflow_multicloud.sensors.checks import PartitionCheck, PartitionSensorError, validate_readiness
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
 
     from airflow_multicloud.replication.model import Location
 
@@ -40,7 +41,9 @@ class DatasetPartitionSensor(BaseSensorOperator):
     what was last seen. An error that waiting cannot fix (undefined connection, denied, no bucket) fails the task
     even with ``soft_fail``; throttling and 5xx answers only delay the next look.
 
-    :param uri: partition URI: ``s3://``, ``cos://``, ``oss://`` or ``file://`` (templated).
+    :param uri: partition URI: ``s3://``, ``cos://``, ``oss://`` or ``file://`` (templated), or an upstream task's
+        output (XComArg). What the DAG file fixes (scheme, bucket) is checked when it is parsed, the rest when the
+        sensor runs.
     :param conn_id: Airflow connection (default: the scheme's ``aws_default`` / ``cos_default`` / ``oss_default``).
     :param marker: object name that must exist, relative to the partition.
     :param glob: pattern on keys relative to the partition; with ``min_objects``.
@@ -55,7 +58,7 @@ class DatasetPartitionSensor(BaseSensorOperator):
     def __init__(
         self,
         *,
-        uri: str,
+        uri: str | XComArg,
         conn_id: str | None = None,
         marker: str | None = None,
         glob: str | None = None,
@@ -68,12 +71,14 @@ class DatasetPartitionSensor(BaseSensorOperator):
         seconds = stable_for.total_seconds() if isinstance(stable_for, timedelta) else stable_for
         # checked here so a wrong combination fails when the DAG is parsed, not when the task first runs
         self.kind = validate_readiness(marker, glob, seconds, min_objects)
+        check_uri_argument("uri", uri)
         if self.kind == "stable_for" and self.mode == "reschedule":
             raise ValueError(
                 "stable_for= needs the previous listing between pokes, which mode='reschedule' loses: "
                 "use mode='poke' or deferrable=True"
             )
-        self.uri = uri
+        # a template or an XComArg until Airflow renders it; a checked URI string from execute() on
+        self.uri: str = uri  # type: ignore[assignment]
         self.conn_id = conn_id
         self.marker = marker
         self.glob = glob
@@ -113,6 +118,7 @@ class DatasetPartitionSensor(BaseSensorOperator):
     # ---- poke mode ------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         self._started = time.monotonic()
+        self.uri = rendered_uri("uri", self.uri)
         if self.reschedule:
             # the base class measures a rescheduled sensor's timeout from its first try; so do we
             from airflow.sdk import timezone

@@ -12,7 +12,7 @@ import builtins
 import collections
 import hashlib
 import logging
-import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 #: HTTP connections a store's client keeps: a run has up to 32 objects, or 2 objects x 4 parts, in flight per store
 CLIENT_POOL_SIZE = 64
+#: an abort is idempotent: tried this many times, with this backoff (seconds, doubled each time), before giving up
+ABORT_ATTEMPTS = 4
+ABORT_BACKOFF = 0.2
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,12 @@ class ObjectInfo:
     :param key: the full key in the bucket.
     :param crc64: the store's own whole-object CRC64-XZ (COS, OSS), or None where it gives none.
     :param metadata: user metadata, lower-case names without the store's prefix (from ``head`` only).
+    :param checksum_algorithm: the algorithm of a whole-object checksum the store keeps besides ``crc64`` (S3:
+        ``CRC64NVME``, ``CRC32``, ``CRC32C``, ``SHA1``, ``SHA256``), from ``source_info`` only.
+    :param checksum: that checksum, base64 as the store sends it (never a per-part "composite" one).
+    :param etag_is_md5: whether this object's ETag is MD5-based (the MD5 of its bytes, or of its parts' MD5s
+        plus ``-N``); None: as the store's ``etag_is_md5`` says. Encrypted S3 objects (SSE-KMS, SSE-C) have other
+        ETags.
     """
 
     key: str
@@ -46,6 +55,9 @@ class ObjectInfo:
     last_modified: datetime | None = None
     crc64: int | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    checksum_algorithm: str | None = None
+    checksum: str | None = None
+    etag_is_md5: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +197,13 @@ class ObjectStore(ABC):
     native_crc64: ClassVar[bool] = False
     #: ETags are MD5 of the bytes (single PUT) or MD5 of part MD5s + "-N" (multipart), for unencrypted objects
     etag_is_md5: ClassVar[bool] = True
+    #: the service's key rules, checked before any request (:meth:`key_problem`): longest key in UTF-8 bytes,
+    #: characters a key must not start with, characters it must not contain
+    max_key_bytes: ClassVar[int | None] = None
+    key_bad_first: ClassVar[str] = ""
+    key_bad_chars: ClassVar[str] = ""
+    #: ``read`` itself fails (IntegrityError) when the object changes while it is read (local files)
+    stable_reads: ClassVar[bool] = False
 
     def __init__(self, bucket: str, *, label: str = "", transfer: TransferConfig | None = None) -> None:
         self.bucket = bucket
@@ -202,10 +221,33 @@ class ObjectStore(ABC):
         """Identifies the service behind this store: two stores with the same id can copy server-side."""
         return self.scheme
 
+    def key_problem(self, key: str) -> str | None:
+        """Why this store would refuse ``key`` (None: it can hold it), decided without a request."""
+        if not key:
+            return "the key is empty"
+        try:
+            size = len(key.encode("utf-8"))
+        except UnicodeEncodeError:
+            return "the key is not valid UTF-8 text"
+        if self.max_key_bytes is not None and size > self.max_key_bytes:
+            return f"the key is {size} bytes of UTF-8; {self.scheme} keys are at most {self.max_key_bytes} bytes"
+        if key[0] in self.key_bad_first:
+            return f"{self.scheme} keys must not start with {key[0]!r}"
+        bad = sorted({c for c in key if c in self.key_bad_chars})
+        if bad:
+            names = ", ".join(f"U+{ord(c):04X}" for c in bad)
+            return f"{self.scheme} keys must not contain the control character(s) {names}"
+        return None
+
     # ---- reading ---------------------------------------------------------------------------------
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, in key order, fetched page by page as consumed."""
+
+    def list_noting(self, prefix: str, unlisted: builtins.list[str]) -> Iterator[ObjectInfo]:
+        """:meth:`list`, also appending to ``unlisted`` a line (name and reason) for each entry seen but not
+        listed; only local folders have such entries (symbolic links, special files)."""
+        return self.list(prefix)
 
     @abstractmethod
     def head(self, key: str) -> ObjectInfo:
@@ -214,6 +256,17 @@ class ObjectStore(ABC):
     @abstractmethod
     def read(self, key: str, start: int = 0, end: int | None = None, chunk_size: int = MiB) -> Iterator[bytes]:
         """Stream bytes ``[start, end)`` of an object (``end=None``: to the end)."""
+
+    def source_info(self, key: str) -> ObjectInfo:
+        """``head`` plus what the store keeps that proves a read of the object: whole-object checksums and
+        whether its ETag is MD5-based (stores whose HEAD tells all of it already keep this default)."""
+        return self.head(key)
+
+    def part_sizes(self, key: str, info: ObjectInfo, *, exact: bool = False) -> builtins.list[int] | None:
+        """The sizes of the parts the object was uploaded in, to recompute its multipart ETag from a read; None
+        where the store cannot tell. ``exact=False`` may assume equal parts but the last (as every common tool
+        uploads); ``exact=True`` asks for each part's size."""
+        return None
 
     # ---- changing --------------------------------------------------------------------------------
     @abstractmethod
@@ -364,7 +417,6 @@ class ObjectStore(ABC):
         reused = 0
         size = 0
         in_flight: set[Future[PartInfo]] = set()
-        lock = threading.Lock()
         pool = ThreadPoolExecutor(max_workers=self.transfer.max_concurrency, thread_name_prefix="part")
 
         def send(number: int, data: bytes) -> PartInfo:
@@ -384,37 +436,59 @@ class ObjectStore(ABC):
                 size += len(data)
                 old = existing.get(number)
                 if old is not None and old.size == len(data) and _same_md5(old.etag, data):
-                    with lock:
-                        done.append(old)
+                    done.append(old)
                     reused += 1
                 else:
-                    while len(in_flight) >= self.transfer.max_concurrency:
-                        finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                        done.extend(f.result() for f in finished)
+                    in_flight = _settle(in_flight, done, self.transfer.max_concurrency - 1)
                     in_flight.add(pool.submit(send, number, data))
                 if len(data) < part_size:
                     break
-            done.extend(f.result() for f in wait(in_flight).done)
-            in_flight = set()
+            in_flight = _settle(in_flight, done, 0)
             done.sort(key=lambda p: p.number)
             etag = self.complete_multipart(key, upload_id, done)
         except BaseException:
-            for f in in_flight:
-                f.cancel()
+            # parts not started yet are dropped; those on the wire end with their request (SDK timeouts bound it)
             pool.shutdown(wait=True, cancel_futures=True)
             if not resume:
-                self._abort_quietly(key, upload_id)
+                self.abort_quietly(key, upload_id)
             raise
         pool.shutdown(wait=True)
         composite = hashlib.md5(b"".join(bytes.fromhex(_md5_of_part(p)) for p in done)).hexdigest()
         whole = md5.hexdigest() if md5 is not None else ""
         return WriteResult(key, size, etag, crc.value, whole, f"{composite}-{len(done)}", len(done), reused)
 
-    def _abort_quietly(self, key: str, upload_id: str) -> None:
-        try:
-            self.abort_multipart(key, upload_id)
-        except Exception as exc:  # the original error matters more; this one is logged
-            log.warning("could not abort upload %s of %s: %s", upload_id, self.uri(key), exc)
+    def abort_quietly(self, key: str, upload_id: str) -> bool:
+        """Abort an upload, trying again while the store's answer says it is worth it; True once it is gone.
+
+        Never raises: the error that made the caller give up matters more, and this one is logged.
+        """
+        for attempt in range(1, ABORT_ATTEMPTS + 1):
+            try:
+                self.abort_multipart(key, upload_id)
+                return True
+            except Exception as exc:
+                worth_retrying = exc.retryable if isinstance(exc, StoreError) else isinstance(exc, OSError)
+                if attempt == ABORT_ATTEMPTS or not worth_retrying:
+                    log.error("could not abort upload %s of %s, left unfinished: %s", upload_id, self.uri(key), exc)
+                    return False
+                time.sleep(ABORT_BACKOFF * 2 ** (attempt - 1))
+        return False
+
+
+def _settle(in_flight: set[Future[PartInfo]], done: builtins.list[PartInfo], room: int) -> set[Future[PartInfo]]:
+    """Collect the finished parts into ``done`` and wait until at most ``room`` remain in flight.
+
+    A failed part raises here as soon as it is seen, so the caller stops reading, drops the parts not yet sent
+    and aborts, instead of waiting for the others.
+    """
+    while True:
+        finished = {f for f in in_flight if f.done()}
+        for f in finished:
+            done.append(f.result())
+        in_flight = in_flight - finished
+        if len(in_flight) <= room:
+            return in_flight
+        wait(in_flight, return_when=FIRST_COMPLETED)
 
 
 def _same_md5(etag: str, data: bytes) -> bool:
@@ -446,13 +520,28 @@ def check_integrity(store: ObjectStore, key: str, sent: WriteResult, reported: O
         )
 
 
+@dataclass(frozen=True)
+class WriteProof:
+    """How a write was proven (``evidence``), and the stored object's modification time where the proof's HEAD
+    told it (None: no HEAD was needed)."""
+
+    evidence: builtins.list[str]
+    last_modified: datetime | None = None
+
+
 def verify_write(store: ObjectStore, sent: WriteResult) -> builtins.list[str]:
-    """Prove that what the store keeps is what was sent; return the evidence used, raise IntegrityError if not.
+    """Prove that what the store keeps is what was sent; return the evidence used, raise IntegrityError if not."""
+    return prove_write(store, sent).evidence
+
+
+def prove_write(store: ObjectStore, sent: WriteResult) -> WriteProof:
+    """:func:`verify_write`, also returning the modification time the HEAD (if any) reported.
 
     The ETag a store returns is computed by the store from the bytes it received; where it is MD5-based it is
     compared with what was sent, at no extra request. Stores with a native CRC64 are also asked (one HEAD).
     """
     evidence: builtins.list[str] = []
+    modified = None
     etag = normalize_etag(sent.etag)
     if etag and (is_md5_etag(etag) or "-" in etag) and store.etag_is_md5:
         if etag != sent.expected_etag:
@@ -463,8 +552,9 @@ def verify_write(store: ObjectStore, sent: WriteResult) -> builtins.list[str]:
     if store.native_crc64:
         reported = store.head(sent.key)
         check_integrity(store, sent.key, sent, reported)
+        modified = reported.last_modified
         if reported.crc64 is not None:
             evidence.append("crc64")
     if not evidence:
         raise IntegrityError(f"{store.uri(sent.key)}: the store gave nothing to verify the written bytes against")
-    return evidence
+    return WriteProof(evidence, modified)

@@ -110,6 +110,11 @@ class CosStore(CosObjectLock, ObjectStore):
 
     scheme = "cos"
     native_crc64 = True  # x-cos-hash-crc64ecma on HEAD, combined over parts
+    # COS's object key rules; the SDK itself silently drops one leading '/', so a key led by '/' would be stored
+    # under another name
+    max_key_bytes = 850
+    key_bad_first = "/\\"
+    key_bad_chars = "\x18\x19\x1a\x1b"  # CAN, EM, SUB, ESC
 
     def __init__(
         self,

@@ -4,6 +4,12 @@ Writes go to a temp file and are renamed into place, so a failed write leaves no
 CRC64 live in a JSON sidecar per key under ``.multicloud-meta/`` (named by a hash of the key), trusted only while
 the file still has the size, mtime and inode it had when written. Multipart uploads keep their parts under
 ``.multicloud-uploads/<id>/``. Hidden ``.multicloud-*`` folders are never listed.
+
+Symbolic links are never followed out of the root, in either direction. A link to a file inside the root is
+listed under the link's name and reads as the target's bytes; a link to a folder is not followed, and a link out
+of the root, a dangling link or a special file (FIFO, socket, device) is not listed: each is logged by name and,
+where the caller asks (:meth:`list_noting`), reported. A key whose path leads out of the root through a linked
+folder is refused for reading and writing alike.
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
+import logging
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -20,8 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from airflow_multicloud.checksums import crc64
-from airflow_multicloud.errors import BucketNotFoundError, InvalidKeyError, ObjectNotFoundError, StoreError
+from airflow_multicloud.errors import (
+    BucketNotFoundError,
+    IntegrityError,
+    InvalidKeyError,
+    ObjectNotFoundError,
+    StoreError,
+)
 from airflow_multicloud.stores.base import MiB, ObjectInfo, ObjectStore, PartInfo, TransferConfig, UploadInfo
+
+log = logging.getLogger(__name__)
 
 _HIDDEN = ".multicloud-"
 _META, _UPLOADS, _TMP = ".multicloud-meta", ".multicloud-uploads", ".multicloud-tmp"
@@ -35,9 +51,11 @@ class LocalStore(ObjectStore):
 
     scheme = "file"
     native_crc64 = True  # computed on every write and kept in the sidecar
+    stable_reads = True  # a read fails when the file changes under it
 
     def __init__(self, bucket: str, *, label: str = "", transfer: TransferConfig | None = None) -> None:
-        super().__init__(os.path.abspath(bucket), label=label, transfer=transfer)
+        # the real path: two spellings of one folder (a link to it) must look the same to the overlap check
+        super().__init__(os.path.realpath(bucket), label=label, transfer=transfer)
         self.root = Path(self.bucket)
 
     def uri(self, key: str = "") -> str:
@@ -48,11 +66,22 @@ class LocalStore(ObjectStore):
         if not self.root.is_dir():
             raise BucketNotFoundError(f"local root folder {self.bucket!r} does not exist (or is not a folder)")
 
-    def _path(self, key: str) -> Path:
-        """The file for ``key``; InvalidKeyError when a filesystem cannot hold it."""
+    def key_problem(self, key: str) -> str | None:
+        """Why ``key`` cannot be a file under the root: a filesystem limit, or a path that a symbolic link leads
+        out of the root (checked on the filesystem as it is now)."""
         why = _key_problem(key)
         if why:
-            raise InvalidKeyError(f"key {key!r} cannot be stored as a local file: {why}")
+            return why
+        real = os.path.realpath(self.root / key)
+        if not _inside(self.bucket, real):
+            return f"its path leads through a symbolic link to {real}, outside the root {self.bucket}"
+        return None
+
+    def _path(self, key: str) -> Path:
+        """The file for ``key``; InvalidKeyError when a filesystem cannot hold it or it leads out of the root."""
+        why = self.key_problem(key)
+        if why:
+            raise InvalidKeyError(f"key {key!r} cannot be stored as a local file under {self.bucket}: {why}")
         return self.root / key
 
     def _sidecar(self, key: str) -> Path:
@@ -100,10 +129,13 @@ class LocalStore(ObjectStore):
 
     # ---- reading ---------------------------------------------------------------------------------
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        self._check_root()
-        yield from self._walk(self.root, "", prefix)
+        return self.list_noting(prefix, [])
 
-    def _walk(self, folder: Path, rel: str, prefix: str) -> Iterator[ObjectInfo]:
+    def list_noting(self, prefix: str, unlisted: builtins.list[str]) -> Iterator[ObjectInfo]:
+        self._check_root()
+        yield from self._walk(self.root, "", prefix, unlisted)
+
+    def _walk(self, folder: Path, rel: str, prefix: str, unlisted: builtins.list[str]) -> Iterator[ObjectInfo]:
         try:
             with os.scandir(folder) as it:
                 entries = [(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e) for e in it]
@@ -116,11 +148,14 @@ class LocalStore(ObjectStore):
             key = rel + name
             if name.endswith("/"):
                 if key.startswith(prefix) or prefix.startswith(key):
-                    yield from self._walk(Path(entry.path), key, prefix)
+                    yield from self._walk(Path(entry.path), key, prefix, unlisted)
             elif key.startswith(prefix):
-                try:
-                    st = entry.stat()
-                except FileNotFoundError:
+                st = self._file_stat(entry)
+                if isinstance(st, str):
+                    log.warning("%s: not listed: %s", self.uri(key), st)
+                    unlisted.append(f"{self.uri(key)} ({st})")
+                    continue
+                if st is None:
                     continue
                 # the sidecar's MD5 is the version a later run compares with; it is only trusted while valid
                 meta = self._sidecar_for(key, st)
@@ -128,6 +163,29 @@ class LocalStore(ObjectStore):
                 yield ObjectInfo(key, st.st_size, meta.get("md5"), modified, meta.get("crc64"))
             elif key > prefix:
                 return
+
+    def _file_stat(self, entry: os.DirEntry[str]) -> os.stat_result | str | None:
+        """The stat of a listed entry's bytes, why it is not an object (a str), or None if it vanished."""
+        try:
+            if not entry.is_symlink():
+                st = entry.stat(follow_symlinks=False)
+                return st if stat.S_ISREG(st.st_mode) else "not a regular file"
+            target = os.path.realpath(entry.path)
+            if not _inside(self.bucket, target):
+                return f"a symbolic link to {target}, outside the root: not followed"
+            if os.path.relpath(target, self.bucket).startswith(_HIDDEN):
+                return "a symbolic link into this store's bookkeeping folders"
+            st = os.stat(target)
+        except FileNotFoundError:
+            if not entry.is_symlink():
+                return None
+            try:
+                return f"a dangling symbolic link to {os.readlink(entry.path)}"
+            except OSError:
+                return None  # the link itself went away meanwhile
+        if stat.S_ISDIR(st.st_mode):
+            return "a symbolic link to a folder: folders are not followed through links"
+        return st if stat.S_ISREG(st.st_mode) else "a symbolic link to something that is not a regular file"
 
     def head(self, key: str) -> ObjectInfo:
         path = self._path(key)
@@ -154,15 +212,29 @@ class LocalStore(ObjectStore):
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
             raise self._missing(key) from exc
         with f:
+            before = _version(os.fstat(f.fileno()))
             f.seek(start)
             left = -1 if end is None else max(end - start, 0)
             while left != 0:
                 chunk = f.read(chunk_size if left < 0 else min(chunk_size, left))
                 if not chunk:
-                    return
+                    break
                 if left > 0:
                     left -= len(chunk)
                 yield chunk
+            self._check_unchanged(key, path, before, os.fstat(f.fileno()))
+
+    def _check_unchanged(self, key: str, path: Path, before: tuple[int, int, int], after: os.stat_result) -> None:
+        """A file written or replaced while it was read gives bytes of neither version: refuse them."""
+        try:
+            now = _version(path.stat())
+        except OSError:
+            now = None
+        if _version(after) != before or now != before:
+            raise IntegrityError(
+                f"{self.uri(key)}: the file changed while it was read (size, modification time or inode differ); "
+                "the read is retried, or wait until whatever writes it has finished"
+            )
 
     # ---- changing --------------------------------------------------------------------------------
     def copy(self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
@@ -185,13 +257,9 @@ class LocalStore(ObjectStore):
         except FileNotFoundError as exc:
             tmp.unlink(missing_ok=True)
             raise src._missing(src_key) from exc
-        meta = {
-            "metadata": dict(info.metadata if metadata is None else metadata),
-            "md5": info.etag,
-            "crc64": info.crc64,
-        }
-        if info.etag is None:  # the source had no valid sidecar: compute them now
-            meta["md5"], meta["crc64"] = _digests(tmp)
+        # computed from the copy, never carried over from the source's sidecar: comparing the two proves the copy
+        md5, crc = _digests(tmp)
+        meta = {"metadata": dict(info.metadata if metadata is None else metadata), "md5": md5, "crc64": crc}
         self._commit(dst_key, tmp, meta)
         return self.head(dst_key)
 
@@ -356,6 +424,14 @@ def _key_problem(key: str) -> str:
             size = len(part.encode())
             return f"its component {part[:40]!r}... is {size} bytes; file names are limited to {_NAME_MAX}"
     return ""
+
+
+def _inside(root: str, real: str) -> bool:
+    return real == root or real.startswith(root.rstrip("/") + "/")
+
+
+def _version(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def _digests(path: Path) -> tuple[str, int]:

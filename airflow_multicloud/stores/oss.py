@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 META_PREFIX = "x-oss-meta-"
 _TRANSIENT_CODES = frozenset({"SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError", "Throttling"})
+# OSS's error numbers for a V4 signature scoped to a region that is not the endpoint's or the bucket's
+_REGION_ECS = frozenset({"0002-00000226", "0002-00000228", "0002-00000715"})
 _ACCESS_CODES = frozenset({"SignatureDoesNotMatch", "AccessDenied", "InvalidAccessKeyId", "SecurityTokenExpired"})
 
 
@@ -57,6 +59,8 @@ class OssStore(ObjectStore):
     native_crc64: ClassVar[bool] = True  # x-oss-hash-crc64ecma on HEAD, combined over parts
     # OSS computes multipart ETags its own way: only single-PUT ETags are the MD5; the CRC64 proves the rest
     etag_is_md5: ClassVar[bool] = False
+    max_key_bytes: ClassVar[int | None] = 1023
+    key_bad_first: ClassVar[str] = "/\\"
     # CopyObject takes sources up to 1 GiB; larger ones are copied part by part (UploadPartCopy).
     copy_part_threshold: ClassVar[int] = 1024 * MiB
 
@@ -155,6 +159,12 @@ class OssStore(ObjectStore):
             )
         if code == "NoSuchKey" or (status == 404 and not code and key is not None):
             return ObjectNotFoundError(f"{self._where(key)} does not exist {detail}")
+        if status in (400, 403) and _is_region_error(exc):
+            return AccessDeniedError(
+                f"OSS refused connection {self.label!r} on {self._where(key)}: the signature is scoped to region "
+                f"{self.client.region!r}, which is not the bucket's: set the connection's extra \"region\" to the "
+                f"bucket's region (e.g. cn-hangzhou) {detail}"
+            )
         if code in _ACCESS_CODES or status == 403:
             reason = {
                 "SignatureDoesNotMatch": "the request signature was rejected: check the access key secret",
@@ -254,7 +264,7 @@ class OssStore(ObjectStore):
                 parts.append(PartInfo(number, end - start + 1, result.etag))
             self.complete_multipart(dst_key, upload_id, parts)
         except BaseException:
-            self._abort_quietly(dst_key, upload_id)
+            self.abort_quietly(dst_key, upload_id)
             raise
 
     def delete(self, key: str) -> None:
@@ -343,8 +353,14 @@ class OssStore(ObjectStore):
             return str(self.client.complete_multipart_upload(key, upload_id, infos).etag)
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
-        with self._errors(key):
-            self.client.abort_multipart_upload(key, upload_id)
+        import oss2
+
+        try:
+            with self._errors(key):
+                self.client.abort_multipart_upload(key, upload_id)
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, oss2.exceptions.NoSuchUpload):  # already gone: the goal of an abort
+                raise
 
     def list_multipart_uploads(self, prefix: str = "") -> Iterator[UploadInfo]:
         key_marker = upload_marker = ""
@@ -358,3 +374,8 @@ class OssStore(ObjectStore):
             if not page.is_truncated:
                 return
             key_marker, upload_marker = page.next_key_marker, page.next_upload_id_marker
+
+
+def _is_region_error(exc: Any) -> bool:
+    """A V4 signature for the wrong region: OSS names it in its error number (EC) or its message."""
+    return (exc.ec or "") in _REGION_ECS or "region" in (exc.message or "").lower()

@@ -6,6 +6,7 @@ import builtins
 import contextlib
 import functools
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
@@ -29,6 +30,7 @@ from airflow_multicloud.stores.base import (
     md5_b64,
 )
 from airflow_multicloud.stores.retention import ObjectRetention, RetentionStatus
+from airflow_multicloud.stores.s3_proof import encrypted, parts_count, proof_info
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -46,8 +48,10 @@ _DENIED = {
     "InvalidToken",
     "ExpiredToken",
     "TokenRefreshRequired",
-    "AuthorizationHeaderMalformed",
 }
+# S3's answers to a request signed for (or sent to) another region than the bucket's: botocore follows them where
+# it can (AWS endpoints); what still reaches us is a region to fix in the connection, not a wrong secret
+_WRONG_REGION = {"AuthorizationHeaderMalformed", "PermanentRedirect", "301", "IllegalLocationConstraintException"}
 _TRANSIENT = {
     "SlowDown",
     "Throttling",
@@ -146,6 +150,7 @@ class S3Store(ObjectStore):
     """
 
     scheme = "s3"
+    max_key_bytes = 1024
     #: objects above this size are copied with UploadPartCopy (S3's CopyObject limit is 5 GiB).
     copy_threshold: ClassVar[int] = 5 * GiB
 
@@ -230,6 +235,15 @@ class S3Store(ObjectStore):
             raise ObjectNotFoundError(f"{action} {where}: no such object") from exc
         if code == "NoSuchUpload":
             raise ObjectNotFoundError(f"{action} {where}: the multipart upload does not exist (any more)") from exc
+        if code in _WRONG_REGION or status == 301:
+            expected = err.get("Region") or exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(
+                "x-amz-bucket-region"
+            )
+            raise AccessDeniedError(
+                f"{action} {where}: S3 refused the region of connection {self.label!r} ("
+                f"{self.client.meta.region_name!r}; {code}: {err.get('Message', '')}): set its extra region_name to "
+                f"the bucket's region{f' ({expected!r})' if expected else ''}"
+            ) from exc
         if code in _DENIED or status == 403:
             raise AccessDeniedError(
                 f"{action} {where}: S3 rejected the credentials of connection {self.label!r} ({code}: the request "
@@ -273,10 +287,39 @@ class S3Store(ObjectStore):
                     yield ObjectInfo(obj["Key"], obj["Size"], obj.get("ETag"), obj.get("LastModified"))
 
     def head(self, key: str) -> ObjectInfo:
+        resp = self._head(key)
+        meta = {k.lower(): v for k, v in resp.get("Metadata", {}).items()}
+        return ObjectInfo(key, resp["ContentLength"], resp.get("ETag"), resp.get("LastModified"), None, meta)
+
+    def source_info(self, key: str) -> ObjectInfo:
+        # ChecksumMode: S3 returns the object's stored checksum only when asked
+        return proof_info(key, self._head(key, ChecksumMode="ENABLED"))
+
+    def part_sizes(self, key: str, info: ObjectInfo, *, exact: bool = False) -> builtins.list[int] | None:
+        count = parts_count(info.etag)
+        if count is None:
+            return None
+        try:
+            first = int(self._head(key, PartNumber=1)["ContentLength"])
+            last = info.size - (count - 1) * first
+            # every common tool cuts equal parts but the last: its size confirms the guess (a retry asks each part)
+            guess = not exact and 0 < last <= first
+            if guess and (count == 1 or int(self._head(key, PartNumber=count)["ContentLength"]) == last):
+                return [first] * (count - 1) + [last]
+            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="parts") as pool:
+                rest = pool.map(lambda n: int(self._head(key, PartNumber=n)["ContentLength"]), range(2, count + 1))
+                sizes = [first, *rest]
+        except StoreError as exc:
+            if exc.retryable:
+                raise
+            return None  # e.g. a store without ?partNumber: the object is proven some other way
+        return sizes if sum(sizes) == info.size else None
+
+    def _head(self, key: str, **extra: Any) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            resp = self.client.head_object(Bucket=self.bucket, Key=key)
+            return dict(self.client.head_object(Bucket=self.bucket, Key=key, **extra))
         except ClientError as exc:
             # HEAD errors have no body: a 404 may mean no bucket as well as no object.
             if exc.response.get("Error", {}).get("Code") in _NOT_FOUND and not self._bucket_exists():
@@ -284,8 +327,6 @@ class S3Store(ObjectStore):
             self._raise(exc, key, "HEAD")
         except BotoCoreError as exc:
             self._raise(exc, key, "HEAD")
-        meta = {k.lower(): v for k, v in resp.get("Metadata", {}).items()}
-        return ObjectInfo(key, resp["ContentLength"], resp.get("ETag"), resp.get("LastModified"), None, meta)
 
     def read(self, key: str, start: int = 0, end: int | None = None, chunk_size: int = MiB) -> Iterator[bytes]:
         if end is not None and end <= start:
@@ -314,66 +355,87 @@ class S3Store(ObjectStore):
     def _copy(self, src_bucket: str, src_key: str, dst_key: str, metadata: Mapping[str, str] | None) -> ObjectInfo:
         source = {"Bucket": src_bucket, "Key": src_key}
         src_uri = f"s3://{src_bucket}/{src_key}"
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        src_store = self if src_bucket == self.bucket else S3Store(self.client, src_bucket, label=self.label)
         try:
-            src_head = self.client.head_object(**source)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in _NOT_FOUND:
-                raise ObjectNotFoundError(f"copy {src_uri} to {self.uri(dst_key)}: no such source object") from exc
-            self._raise(exc, dst_key, f"copy {src_uri} to")
-        except BotoCoreError as exc:
-            self._raise(exc, dst_key, f"copy {src_uri} to")
-        size = int(src_head["ContentLength"])
+            src_head = src_store._head(src_key, ChecksumMode="ENABLED")
+        except ObjectNotFoundError as exc:
+            raise ObjectNotFoundError(f"copy {src_uri} to {self.uri(dst_key)}: no such source object") from exc
+        src = proof_info(src_key, src_head)
         new_meta = dict(src_head.get("Metadata", {}) if metadata is None else metadata)
         extra: dict[str, Any] = {}
         if src_head.get("ContentType"):
             extra["ContentType"] = src_head["ContentType"]
+        # Copied part by part in the source's own layout, a multipart object keeps its ETag: the proof of the copy
+        layout = None
+        if src.checksum is None and src.etag_is_md5 and parts_count(src.etag):
+            layout = src_store.part_sizes(src_key, src)
         with self._errors(dst_key, f"copy {src_uri} to"):
-            if size > self.copy_threshold:
-                etag = self._multipart_copy(source, dst_key, size, new_meta, extra)
-                last_modified = None
+            if layout is not None or src.size > self.copy_threshold:
+                resp = self._multipart_copy(source, dst_key, src.size, new_meta, extra, layout)
+                etag, last_modified = str(resp.get("ETag", "")), None
             else:
                 if metadata is None:
                     extra = {"MetadataDirective": "COPY"}
                 else:
                     extra.update(MetadataDirective="REPLACE", Metadata=new_meta)
+                if src.checksum_algorithm:  # S3 computes the same checksum over the bytes it writes
+                    extra["ChecksumAlgorithm"] = src.checksum_algorithm
                 resp = self.client.copy_object(Bucket=self.bucket, Key=dst_key, CopySource=source, **extra)
                 result = resp.get("CopyObjectResult", {})
                 etag, last_modified = result.get("ETag", ""), result.get("LastModified")
-            if self.retention is not None:  # a copy does not carry the source's lock, nor ours
+                resp = {**resp, **{k: v for k, v in result.items() if k.startswith("Checksum")}}
+        if self.retention is not None:  # a copy does not carry the source's lock, nor ours
+            with self._errors(dst_key, "set the retention of"):
                 self.client.put_object_retention(Bucket=self.bucket, Key=dst_key, Retention=self._retention_body())
-        return ObjectInfo(dst_key, size, etag, last_modified, None, {k.lower(): v for k, v in new_meta.items()})
+        checksum = resp.get(f"Checksum{src.checksum_algorithm}") if src.checksum_algorithm else None
+        return ObjectInfo(
+            dst_key,
+            src.size,
+            etag,
+            last_modified,
+            None,
+            {k.lower(): v for k, v in new_meta.items()},
+            src.checksum_algorithm if checksum else None,
+            checksum,
+            not encrypted(resp),
+        )
 
     def _multipart_copy(
-        self, source: dict[str, str], dst_key: str, size: int, metadata: dict[str, str], extra: dict[str, Any]
-    ) -> str:
-        # S3 allows 10,000 parts of at most 5 GiB each.
-        part_size = min(max(self.transfer.part_size, -(-size // 10_000)), 5 * GiB)
+        self,
+        source: dict[str, str],
+        dst_key: str,
+        size: int,
+        metadata: dict[str, str],
+        extra: dict[str, Any],
+        layout: builtins.list[int] | None = None,
+    ) -> dict[str, Any]:
+        if layout is None:  # S3 allows 10,000 parts of at most 5 GiB each.
+            part_size = min(max(self.transfer.part_size, -(-size // 10_000)), 5 * GiB)
+            layout = [min(part_size, size - offset) for offset in range(0, size, part_size)]
         upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=dst_key, Metadata=metadata, **extra)[
             "UploadId"
         ]
         try:
             parts = []
-            for number, offset in enumerate(range(0, size, part_size), start=1):
-                last = min(offset + part_size, size) - 1
+            offset = 0
+            for number, part in enumerate(layout, start=1):
                 resp = self.client.upload_part_copy(
                     Bucket=self.bucket,
                     Key=dst_key,
                     UploadId=upload_id,
                     PartNumber=number,
                     CopySource=source,
-                    CopySourceRange=f"bytes={offset}-{last}",
+                    CopySourceRange=f"bytes={offset}-{offset + part - 1}",
                 )
+                offset += part
                 parts.append({"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]})
             done = self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=dst_key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
         except BaseException:
-            self._abort_quietly(dst_key, upload_id)
+            self.abort_quietly(dst_key, upload_id)
             raise
-        return str(done.get("ETag", ""))
+        return dict(done)
 
     def delete(self, key: str) -> None:
         with self._errors(key, "DELETE"):

@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote
 from airflow_multicloud.testing import disk
 from airflow_multicloud.testing.cos_locks import CosLockOps
 from airflow_multicloud.testing.cos_protocol import (
+    OWNER,
     SignatureError,
     iso_time,
     list_objects_result,
@@ -49,6 +50,18 @@ class CosError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+MAX_KEY_BYTES = 850  # COS object keys: at most 850 bytes, not led by / or \, no CAN, EM, SUB or ESC
+
+
+def _check_key(key: str) -> None:
+    """Refuse a key the real COS refuses, as it does (the SDK drops one leading '/' before sending)."""
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        raise CosError(400, "KeyTooLong", f"The object key is {size} bytes, longer than {MAX_KEY_BYTES}")
+    if key[0] in "/\\" or any(c in key for c in "\x18\x19\x1a\x1b"):
+        raise CosError(400, "InvalidArgument", "The object key starts with / or \\ or holds a control character")
+
+
 class CosHandler(CosLockOps, ObjectHandler):
     server_version = "tencent-cos"
 
@@ -61,7 +74,9 @@ class CosHandler(CosLockOps, ObjectHandler):
 
     def route(self) -> Callable[[], None]:
         host = self.headers.get("Host", "").split(":")[0]
-        self.bucket = host.split(".")[0] if ".cos." in host else ""
+        # service.cos.myqcloud.com (or service.cos.tencentcos.cn) is the account's endpoint, no bucket
+        first = host.split(".")[0]
+        self.bucket = first if ".cos." in host and first != "service" else ""
         self.key = self.url_path[1:]
         self.operation = self._operation()
         self.request_id = uuid.uuid4().hex
@@ -79,6 +94,8 @@ class CosHandler(CosLockOps, ObjectHandler):
             return m.capitalize() + "BucketObjectLock"
         if "retention" in q and self.key and m in ("PUT", "GET"):
             return m.capitalize() + "ObjectRetention"
+        if not self.bucket and not self.key:
+            return "ListBuckets" if m == "GET" else "Unsupported"
         if not self.key:
             table = {"HEAD": "HeadBucket", "PUT": "PutBucket", "DELETE": "DeleteBucket"}
             if m == "GET":
@@ -102,8 +119,12 @@ class CosHandler(CosLockOps, ObjectHandler):
     def _run(self, handler: Callable[[], None]) -> None:
         try:
             # DiskBuckets.head reports a missing bucket as a missing key (NoSuchBucket is a KeyError)
-            if self.operation != "PutBucket" and not self.server.buckets.bucket_exists(self.bucket):
+            if self.operation not in ("PutBucket", "ListBuckets") and not self.server.buckets.bucket_exists(
+                self.bucket
+            ):
                 raise disk.NoSuchBucket(self.bucket)
+            if self.key:
+                _check_key(self.key)
             handler()
         except CosError as exc:
             self.send_error_response(exc.status, exc.code, exc.message)
@@ -203,6 +224,15 @@ class CosHandler(CosLockOps, ObjectHandler):
         return bucket, key
 
     # ---- buckets -------------------------------------------------------------------------------------
+    def op_ListBuckets(self) -> None:
+        """GET Service: every bucket of the account (one account per server)."""
+        region = getattr(self.server, "region", "ap-guangzhou")
+        buckets = [
+            ("Bucket", [("Name", b), ("Location", region), ("CreationDate", iso_time(0)), ("BucketType", "cos")])
+            for b in self.server.buckets.buckets()
+        ]
+        self._reply(200, "ListAllMyBucketsResult", [("Owner", OWNER), ("Buckets", buckets)])
+
     def op_HeadBucket(self) -> None:
         self.server.buckets._objects(self.bucket)
         self._reply(headers={"x-cos-bucket-region": getattr(self.server, "region", "")})

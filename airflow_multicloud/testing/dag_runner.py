@@ -61,7 +61,8 @@ def run_dag(
     if logical_date:
         cmd += ["--logical-date", logical_date]
     proc = subprocess.run(cmd, env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
-    lines = proc.stdout.strip().splitlines()
+    # the outcome is the last JSON line: log lines can follow it (OpenLineage emits the DAG run's event at exit)
+    lines = [line for line in proc.stdout.strip().splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"dag.test of {dag_id} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
     result: dict[str, Any] = json.loads(lines[-1])

@@ -59,7 +59,7 @@ class OssHandler(WormOps, MultipartHandler):
     def _pick(self) -> tuple[str, Callable[[], None]]:
         q, m = self.query, self.command
         if not self.bucket:
-            return "ListBuckets", self._unsupported
+            return ("ListBuckets", self._list_buckets) if m == "GET" else (f"{m} unsupported", self._unsupported)
         if not self.key:
             table: dict[tuple[str, str | None], tuple[str, Callable[[], None]]] = {
                 ("POST", "wormExtend"): ("ExtendBucketWorm", self._extend_worm),
@@ -109,6 +109,12 @@ class OssHandler(WormOps, MultipartHandler):
             raise OssFailure(409, "BucketNotEmpty", "The bucket you tried to delete is not empty.")
         self.server.buckets.delete_bucket(self.bucket)
         self._ok(status=204)
+
+    def _list_buckets(self) -> None:
+        """GET Service: every bucket of the account (one account per server)."""
+        host = f"{self.server.host}:{self.server.port}"
+        created = {b: self.server.created.get(b, 0.0) for b in self.server.buckets.buckets()}
+        self._ok(xml.list_buckets(created, self.server.region, host))
 
     def _bucket_info(self) -> None:
         created = self.server.created.get(self.bucket, time.time())

@@ -234,6 +234,27 @@ def bucket_info(bucket: str, region: str, created: float, host: str) -> bytes:
     return doc.to_bytes()
 
 
+def list_buckets(created: dict[str, float], region: str, host: str) -> bytes:
+    doc = Doc("ListAllMyBucketsResult")
+    owner = doc.group("Owner")
+    doc.add("ID", OWNER_ID, owner)
+    doc.add("DisplayName", OWNER_ID, owner)
+    buckets = doc.group("Buckets")
+    for name, when in created.items():
+        node = doc.group("Bucket", buckets)
+        for tag, text in (
+            ("CreationDate", iso8601(when)),
+            ("ExtranetEndpoint", host),
+            ("IntranetEndpoint", host),
+            ("Location", f"oss-{region}"),
+            ("Name", name),
+            ("Region", region),
+            ("StorageClass", "Standard"),
+        ):
+            doc.add(tag, text, node)
+    return doc.to_bytes()
+
+
 def location(region: str) -> bytes:
     doc = Doc("LocationConstraint")
     doc.root.text = f"oss-{region}"

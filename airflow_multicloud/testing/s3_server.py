@@ -15,11 +15,13 @@ import contextlib
 import hashlib
 import hmac
 import io
+import re
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
@@ -32,6 +34,9 @@ from airflow_multicloud.testing.http import RequestRecord
 from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
 
 StartResponse = Callable[..., Any]
+_UPLOAD = re.compile(rb"<Upload>.*?</Upload>", re.DOTALL)
+_UPLOAD_ID = re.compile(rb"<UploadId>([^<]+)</UploadId>")
+_INITIATED = re.compile(rb"<Initiated>[^<]*</Initiated>")
 _HANDLER = "multicloud.handler"
 
 
@@ -152,6 +157,7 @@ class S3Middleware:
         self.faults = Faults()
         self.requests: list[RequestRecord] = []
         self._lock = threading.Lock()
+        self._initiated: dict[str, str] = {}  # upload id -> when CreateMultipartUpload answered
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
@@ -237,8 +243,34 @@ class S3Middleware:
             if close is not None:
                 close()
 
+    def _initiation_times(self, rec: RequestRecord, data: bytes) -> bytes:
+        """moto answers every upload's ``Initiated`` with one fixed date in 2010; S3 says when it was created.
+
+        The time is kept per upload id when moto creates it and written over the fixed one (same length).
+        """
+        if not 200 <= rec.status < 300:
+            return data
+        if rec.operation == "CreateMultipartUpload":
+            found = _UPLOAD_ID.search(data)
+            if found:
+                now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+                with self._lock:
+                    self._initiated[found.group(1).decode()] = now
+        elif rec.operation == "ListMultipartUploads":
+
+            def fix(upload: re.Match[bytes]) -> bytes:
+                found = _UPLOAD_ID.search(upload.group(0))
+                with self._lock:
+                    when = self._initiated.get(found.group(1).decode()) if found else None
+                if when is None:
+                    return upload.group(0)
+                return _INITIATED.sub(f"<Initiated>{when}</Initiated>".encode(), upload.group(0))
+
+            data = _UPLOAD.sub(fix, data)
+        return data
+
     def _body(self, environ: dict[str, Any], rec: RequestRecord, result: Iterable[bytes]) -> Iterator[bytes]:
-        data = b"".join(result)
+        data = self._initiation_times(rec, b"".join(result))
         is_object = rec.operation == "GetObject" and 200 <= rec.status < 300
         kinds = ("reset", "truncate", "flip")
         rule = self.faults.pick(kinds, rec.method, rec.operation, rec.key) if is_object else None

@@ -3,8 +3,9 @@ Great Expectations suites.
 
 ``quick`` reads no object data. It lists each side once and reads the replica's newest manifests; an object is
 settled from the listings and the manifest alone where they hold comparable checksums tied to the current
-versions (see :mod:`~airflow_multicloud.validation.evidence`), and only the rest get a HEAD (replica first, then
-the source where its native CRC64 could settle it). What nothing settles is ``unverified``, never passed.
+versions (a manifest only where its copy proved the source: see :mod:`~airflow_multicloud.validation.evidence`),
+and only the rest get a HEAD (replica first, then the source where its native CRC64 could settle it). What
+nothing settles is ``unverified``, never passed. Each object passed says, in words, what it passed on.
 
 ``full`` re-reads every object on both sides, streaming, and compares CRC64-XZ computed from the bytes: it catches
 what recorded checksums cannot see (a flipped byte at equal size, a record that lies). Each source object is read
@@ -20,12 +21,12 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from airflow_multicloud.checksums import Crc64
 from airflow_multicloud.errors import IntegrityError, ObjectNotFoundError, StoreError
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, read_previous
-from airflow_multicloud.replication.model import Location
+from airflow_multicloud.replication.model import Location, SourceProof
 from airflow_multicloud.replication.plan import list_dataset
 from airflow_multicloud.stores.base import MiB, ObjectInfo
 from airflow_multicloud.validation import evidence as ev
@@ -34,6 +35,7 @@ from airflow_multicloud.validation.report import Difference, ReplicaReport, Vali
 log = logging.getLogger(__name__)
 
 LEVELS = ("quick", "full")
+RECOMPUTED = "CRC64 recomputed from the bytes of both sides"
 T = TypeVar("T")
 U = TypeVar("U")
 
@@ -176,6 +178,7 @@ def _record(side: _Side, rel: str, verdict: ev.Verdict) -> None:
     if verdict.status == "passed":
         rep.passed += 1
         rep.method(verdict.method)
+        rep.evidence[rel] = verdict.evidence
     elif verdict.status == "failed":
         rep.failed += 1
         rep.method(verdict.method)
@@ -188,6 +191,14 @@ def _record(side: _Side, rel: str, verdict: ev.Verdict) -> None:
         rep.add(Difference(rel, "unverified", None, None, verdict.method or "no comparable checksum on both sides"))
 
 
+class _Undecided(NamedTuple):
+    rel: str
+    source: list[ev.Claim]
+    replica: list[ev.Claim]
+    proof: SourceProof | None
+    note: str
+
+
 def _quick(
     source: Location,
     src: dict[str, ObjectInfo],
@@ -197,39 +208,42 @@ def _quick(
     manifest_dir: str,
 ) -> None:
     manifest = read_previous(side.loc, manifest_dir) if side.comparable else {}
-    undecided: list[tuple[str, list[ev.Claim], list[ev.Claim]]] = []
+    undecided: list[_Undecided] = []
     for rel in side.comparable:  # first pass: no request at all
-        s, r = src[rel], side.listing[rel]
-        ms, mr = ev.manifest_claims(manifest.get(rel), s, r)
-        sc, rc = ev.listing_claims(source.store, s) + ms, ev.listing_claims(side.loc.store, r) + mr
+        s, r, record = src[rel], side.listing[rel], manifest.get(rel)
+        m = ev.manifest_claims(record, s, r)
+        sc = ev.listing_claims(source.store, s) + m.source
+        rc = ev.listing_claims(side.loc.store, r) + m.replica
         verdict = ev.decide(sc, rc)
         if verdict.status == "none":
-            undecided.append((rel, sc, rc))
+            proof = ev.source_proof(record) if record and not ev.replica_changed(record, r) else None
+            undecided.append(_Undecided(rel, sc, rc, proof, m.note))
         else:
             _record(side, rel, verdict)
 
-    def with_heads(item: tuple[str, list[ev.Claim], list[ev.Claim]]) -> ev.Verdict:
-        rel, sc, rc = item
+    def with_heads(item: _Undecided) -> ev.Verdict:
         try:
-            head = side.loc.store.head(side.loc.key(rel))
+            head = side.loc.store.head(side.loc.key(item.rel))
         except ObjectNotFoundError:
             return ev.Verdict("missing", "deleted from the replica during validation")
-        hs, hr = ev.replica_metadata_claims(head, src[rel])
-        sc, rc = sc + hs, rc + hr
+        hs, hr = ev.replica_metadata_claims(side.loc.store, head, src[item.rel], item.proof)
+        sc, rc = item.source + hs, item.replica + hr
         verdict = ev.decide(sc, rc)
         # The source's HEAD only helps when the replica has a CRC64 and the source none yet (native CRC64, or our
         # metadata when the source is itself a copy).
-        if verdict.status != "none" or not ev.has_algo(rc, "crc64") or ev.has_algo(sc, "crc64"):
-            return verdict
-        src_head = heads.get(rel)
-        if src_head is None:
-            return ev.Verdict("none", "deleted from the source during validation")
-        return ev.decide(sc + ev.source_head_claims(src_head), rc)
+        if verdict.status == "none" and ev.has_algo(rc, "crc64") and not ev.has_algo(sc, "crc64"):
+            src_head = heads.get(item.rel)
+            if src_head is None:
+                return ev.Verdict("none", "deleted from the source during validation")
+            verdict = ev.decide(sc + ev.source_head_claims(source.store, src_head), rc)
+        if verdict.status == "none" and item.note:
+            return ev.Verdict("none", f"no comparable checksum on both sides; {item.note}")
+        return verdict
 
     if undecided:
         log.info("%s: %d objects need a HEAD to compare checksums", side.loc.uri, len(undecided))
-    for (rel, _, _), verdict in zip(undecided, _ordered_map(pool, with_heads, undecided), strict=True):
-        _record(side, rel, verdict)
+    for item, verdict in zip(undecided, _ordered_map(pool, with_heads, undecided), strict=True):
+        _record(side, item.rel, verdict)
 
 
 def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[T], U], items: Sequence[T]) -> list[U]:
@@ -271,16 +285,18 @@ def _full(
         except StoreError as exc:
             bad = _Outcome("unreadable", (Difference(rel, "unreadable", _reason(exc), None, "source read failed"),))
             return [(i, bad) for i in wanted[rel]]
-        return [(i, _check_replica(sides[i], manifests[i].get(rel), src[rel], rel, s_crc, s_size, chunk_size))
-                for i in wanted[rel]]  # fmt: skip
+        return [
+            (i, _check_replica(sides[i], manifests[i].get(rel), rel, s_crc, s_size, chunk_size)) for i in wanted[rel]
+        ]
 
     rels = sorted(wanted, key=lambda r: -src[r].size)  # largest first: the pool's tail is short objects
-    for results in pool.map(one, rels):
+    for rel, results in zip(rels, pool.map(one, rels), strict=True):
         for i, outcome in results:
             rep = sides[i].report
             if outcome.status == "passed":
                 rep.passed += 1
                 rep.method("crc64 (recomputed)")
+                rep.evidence[rel] = RECOMPUTED
             else:
                 rep.failed += 1
             for d in outcome.diffs:
@@ -290,7 +306,6 @@ def _full(
 def _check_replica(
     side: _Side,
     record: Mapping[str, Any] | None,
-    src_info: ObjectInfo,
     rel: str,
     s_crc: int,
     s_size: int,
@@ -308,7 +323,7 @@ def _check_replica(
         diff = Difference(rel, "checksum", f"crc64 {s_crc:016x}", f"crc64 {r_crc:016x}", "recomputed from the bytes")
         return _Outcome("failed", (diff,))
     # The bytes match; a recorded checksum that contradicts them would mislead every later quick check.
-    _, recorded = ev.manifest_claims(record, src_info, side.listing[rel])
+    recorded = ev.manifest_replica_claims(record, side.listing[rel])
     recorded += [c for c in ev.listing_claims(side.loc.store, side.listing[rel]) if c.algo == "crc64"]
     for claim in recorded:
         if claim.algo == "crc64" and claim.value != f"{r_crc:016x}":

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+DEFAULT_REPORT_DIR = "_multicloud/reports/"  # under each replica's prefix, next to the manifests
 KINDS = ("missing", "extra", "size", "checksum", "rows", "unreadable", "expectation", "unverified")
 Value = str | int | None
 
@@ -37,7 +38,11 @@ def _fmt(value: Value) -> str:
 
 @dataclass
 class ReplicaReport:
-    """One replica compared with the source. ``passed``/``failed``/``unverified`` count source objects."""
+    """One replica compared with the source. ``passed``/``failed``/``unverified`` count source objects.
+
+    ``evidence``: for each object whose checksums passed, what they passed on, in words ("MD5 ETag equal on both
+    sides").
+    """
 
     uri: str
     objects: int = 0
@@ -49,6 +54,7 @@ class ReplicaReport:
     unverified: int = 0
     checksum_methods: dict[str, int] = field(default_factory=dict)
     files: dict[str, dict[str, Value]] = field(default_factory=dict)
+    evidence: dict[str, str] = field(default_factory=dict)
     expectations: list[dict[str, Any]] = field(default_factory=list)
     differences: list[Difference] = field(default_factory=list)
     difference_counts: dict[str, int] = field(default_factory=dict)
@@ -67,6 +73,10 @@ class ReplicaReport:
     def ok(self, allow_unverified: bool = False) -> bool:
         ignored = {"unverified"} if allow_unverified else set()
         return not any(n for kind, n in self.difference_counts.items() if kind not in ignored)
+
+    def evidence_counts(self) -> list[tuple[str, int]]:
+        """Each kind of evidence and the number of objects that passed on it, most common first."""
+        return Counter(self.evidence.values()).most_common()
 
     @property
     def checksum_status(self) -> str:
@@ -91,6 +101,8 @@ class ReplicaReport:
         d["expectations_passed"], d["expectations_failed"] = self.expectations_passed, self.expectations_failed
         if not files:
             d.pop("files")
+            d.pop("evidence")
+        d["evidence_counts"] = dict(self.evidence_counts())
         return d
 
 
@@ -160,6 +172,7 @@ class ValidationReport:
         for r in self.replicas:
             methods = ", ".join(f"{m}: {n:,}" for m, n in sorted(r.checksum_methods.items(), key=lambda t: -t[1]))
             lines.append(f"checksums of {r.uri}: {methods or 'none compared'}")
+            lines += [f"  passed on {words}: {n:,}" for words, n in r.evidence_counts()]
             counts = ", ".join(f"{k}: {n:,}" for k, n in r.difference_counts.items())
             if counts:
                 lines.append(f"differences of {r.uri}: {counts}")
@@ -213,6 +226,7 @@ class ValidationReport:
             more = sum(r.difference_counts.values()) - min(len(r.differences), max_differences)
             if more > 0:
                 parts.append(f"<p>... and {more:,} more (see the JSON report).</p>")
+        parts += self._evidence_html(max_differences)
         for r in self.replicas:
             failed = [x for x in r.expectations if not x["success"]]
             if failed:
@@ -221,6 +235,22 @@ class ValidationReport:
                 parts.append("</ul>")
         parts.append("</body></html>")
         return "\n".join(parts)
+
+    def _evidence_html(self, max_rows: int) -> list[str]:
+        e = html.escape
+        parts: list[str] = []
+        for r in self.replicas:
+            if not r.evidence:
+                continue
+            parts.append(f"<h2>Evidence for <code>{e(r.uri)}</code></h2><ul>")
+            parts += [f"<li>{e(words)}: {n:,} objects</li>" for words, n in r.evidence_counts()]
+            parts.append("</ul><table><tr><th>key</th><th>passed on</th></tr>")
+            for key, words in list(r.evidence.items())[:max_rows]:
+                parts.append(f"<tr><td><code>{e(key)}</code></td><td>{e(words)}</td></tr>")
+            parts.append("</table>")
+            if len(r.evidence) > max_rows:
+                parts.append(f"<p>... and {len(r.evidence) - max_rows:,} more (see the JSON report).</p>")
+        return parts
 
 
 def _size(n: int) -> str:

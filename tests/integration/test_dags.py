@@ -72,6 +72,22 @@ def test_bad_config_shows_as_an_import_error(tmp_path: Path, monkeypatch: pytest
     assert "entry 1 ('broken'): field 'destinations'" in error
 
 
+def test_config_allows_unverified_objects_under_the_operators_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    config = tmp_path / "datasets.yaml"
+    config.write_text(
+        "datasets:\n  - name: lenient\n    source: s3://raw/x/\n    destinations: [oss://bkt/x/]\n"
+        "    validate: {level: quick, allow_unverified: true}\n"
+    )
+    monkeypatch.setenv("MULTICLOUD_DATASETS_YAML", str(config))
+    bag = DagBag(dag_folder=str(DAGS / "config_datasets.py"))
+    assert bag.import_errors == {}
+    assert bag.dags["replicate_lenient"].get_task("validate").allow_unverified is True
+
+
 def test_nightly_replication_runs_then_rerun_copies_nothing(
     airflow_home: dict[str, str], clean_services: dict[str, Any]
 ) -> None:
@@ -127,13 +143,28 @@ def test_restore_drill_restores_and_proves_a_day(
         "MULTICLOUD_DRILL_REPLICA": f"cos://{replica}/flights/",
         "MULTICLOUD_DRILL_SCRATCH": f"s3://{scratch}/restored/",
     }
-    out = run_dag(
-        airflow_home, str(DAGS / "restore_drill.py"), "restore_drill", conf={"partition": "2013-01-05"}, extra_env=env
-    )
+
+    def drill() -> dict[str, Any]:
+        return run_dag(
+            airflow_home,
+            str(DAGS / "restore_drill.py"),
+            "restore_drill",
+            conf={"partition": "2013-01-05"},
+            extra_env=env,
+        )
+
+    out = drill()
     assert out["state"] == "success", out["log"][-4000:]
     restored = {o.key for o in s3.store(scratch).list("restored/") if "_multicloud" not in o.key}
     assert restored == {f"restored/date=2013-01-05/{n}" for n in ("part-0.csv", "part-1.jsonl", "_SUCCESS")}
-    assert out["xcom"]["prove_restore"]
+    result = out["xcom"]["restore_and_prove"]
+    assert (result["ok"], result["objects"], result["rows"]) == (True, 3, 5)
+    assert result["bytes"] == len(CSV) + 20 and result["restore_s"] > 0 and result["bytes_per_s"] > 0
+
+    # overwritten since that night with bytes of the same size: the replica no longer holds what was copied
+    cos.store(replica).write("flights/date=2013-01-05/part-0.csv", [CSV.replace(b"alpha", b"omega")])
+    out = drill()
+    assert (out["state"], out["tasks"]) == ("failed", {"restore_and_prove": "failed"})
 
 
 def test_large_partition_is_planned_once_and_copied_by_mapped_shards(

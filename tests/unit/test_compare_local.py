@@ -34,10 +34,10 @@ def pair(tmp_path: Path) -> tuple[Path, Path]:
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir()
     dst.mkdir()
-    for rel, data in FILES.items():
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        (src / rel).write_bytes(data)
-    replicate(loc(src), [loc(dst)], ReplicationOptions(progress_interval=0))
+    source = loc(src)
+    for rel, data in FILES.items():  # written through the store: its sidecar keeps the files' MD5 and CRC64
+        source.store.write(rel, [data])
+    replicate(source, [loc(dst)], ReplicationOptions(progress_interval=0))
     return src, dst
 
 
