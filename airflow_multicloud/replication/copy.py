@@ -49,9 +49,9 @@ RETRYABLE = (IntegrityError, SourceFailed, ConnectionError, TimeoutError, OSErro
 TEE_BYTES = 16 * MiB
 #: chunks of one object queued for the source hasher
 HASH_DEPTH = 4
-#: measured (bench/memory.md): 30 objects of 15 MiB at 32 workers peak at about 100 MiB RSS above the process's
-#: own; a budget of this size keeps a run with the default settings under 300 MiB RSS and still lets six small
-#: objects, or two multipart ones, be in flight
+#: measured with bench/budget_rss.py: 30 objects of 15 MiB COS -> OSS at the default settings peak at 272 MiB RSS
+#: (605 MiB before); it lets five objects of 15 MiB, or two multipart streams at the default part settings, be
+#: in flight at once
 MAX_BUFFER = 160 * MiB
 
 
@@ -295,19 +295,19 @@ def _tee_depth(chunk_size: int) -> int:
 def _footprint(obj: SourceObject, dests: Sequence[tuple[int, Location]], opts: CopyOptions, small: bool) -> int:
     """The most bytes one attempt at copying ``obj`` holds at once: what it takes from the run's budget.
 
-    A single PUT: the chunks read and the body they are joined into. A stream: the chunks between the source
-    reader and its slowest writer (the one read, the one held back until the read is proven, the one waiting for
-    room, the tee's queue, the hasher's queue) and each writer's parts in flight plus the one it is cutting; when
-    every writer cuts the source's own chunks, the writers share them, and the slowest one bounds them all.
+    A single PUT: the chunks read and the body they are joined into. A stream: the source's chunks from the one
+    just read back to the oldest one a writer still holds (the one being hashed, the one held back until the
+    read is proven, the one waiting for room, the tee's queue, the part being cut, the parts in flight); when
+    every writer cuts the source's own chunks they share them, else each writer also holds parts of its own.
     """
     if small:
         return 2 * obj.size + opts.chunk_size
     chunk = _stream_chunk(dests, opts)
-    window = _tee_depth(chunk) + 3 + HASH_DEPTH
-    parts = [(dest.store.transfer.max_concurrency + 1) * dest.store.transfer.part_size for _, dest in dests]
+    reader = max(_tee_depth(chunk) + 3, HASH_DEPTH + 2)
+    concurrency = max(dest.store.transfer.max_concurrency for _, dest in dests)
     if all(dest.store.transfer.part_size == chunk for _, dest in dests):
-        return window * chunk + max(parts)
-    return window * chunk + sum(parts) + len(dests) * chunk
+        return (reader + concurrency + 1) * chunk
+    return reader * chunk + sum((d.store.transfer.max_concurrency + 2) * d.store.transfer.part_size for _, d in dests)
 
 
 class _NoServerSideProof(Exception):

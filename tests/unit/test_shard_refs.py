@@ -62,6 +62,12 @@ def test_a_reference_to_another_destination_or_of_another_shape_is_refused(tmp_p
         read_shard(dest, {"shard": "1/2", "entries": []})
     with pytest.raises(ValueError, match="says 3 shards"):
         read_shard(dest, {**refs[0], "of": 3})
+    # a plan cut short is refused, never read as a shorter shard
+    key = refs[0]["plan"][len(dest.store.uri("")) :]
+    whole = b"".join(dest.store.read(key))
+    dest.store.write(key, [whole[: len(whole) - 12]])
+    with pytest.raises(ValueError, match="ends early"):
+        read_shard(dest, refs[1])
 
 
 def _context() -> dict[str, Any]:
