@@ -1,7 +1,9 @@
 """A large partition planned once and copied by mapped tasks, so several workers share one day's data.
 
-``plan`` lists both sides once and splits the copies into shards of about equal bytes; each mapped
-``copy`` task copies one shard; ``validate`` then checks the whole partition.
+``plan`` lists both sides once, splits the copies into shards of about equal bytes and writes the plan once,
+under the first destination's ``_multicloud/plans/``; XCom carries only a small reference per shard, so a
+partition of a million objects costs no more XCom than one of ten. Each mapped ``copy`` task reads its shard's
+entries from the plan and copies them; ``validate`` then checks the whole partition.
 """
 
 from __future__ import annotations

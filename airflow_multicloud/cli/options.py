@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from airflow_multicloud import arguments
 from airflow_multicloud.errors import InvalidArgumentError
-from airflow_multicloud.replication.copy import CopyOptions
+from airflow_multicloud.replication.copy import MAX_BUFFER, CopyOptions
 from airflow_multicloud.replication.engine import ReplicationOptions
 from airflow_multicloud.replication.model import Mode, Overwrite, parse_choice
 from airflow_multicloud.replication.plan import Filters
@@ -125,6 +125,12 @@ def add_replication_flags(p: argparse.ArgumentParser) -> None:
         help=f"parts in flight per object (default {d.max_concurrency})",
     )
     p.add_argument("--bandwidth", type=size, help="limit source reads to this many bytes per second, e.g. 50MiB")
+    p.add_argument(
+        "--max-buffer",
+        type=size,
+        default=MAX_BUFFER,
+        help=f"object bytes the whole run may hold in memory at once (default {MAX_BUFFER // MiB}MiB)",
+    )
     p.add_argument("--retries", type=int, default=3, help="attempts per object after the first (default 3)")
     p.add_argument("--no-server-side", action="store_true", help="always stream, even within one service")
     p.add_argument(
@@ -176,6 +182,7 @@ def replication_options(args: argparse.Namespace) -> ReplicationOptions:
             limiter=BandwidthLimiter(args.bandwidth) if args.bandwidth is not None else None,
             server_side=not args.no_server_side,
             source_verification=args.source_verification,
+            max_buffer=args.max_buffer,
         ),
         dry_run=args.dry_run,
         allow_empty=args.allow_empty,

@@ -18,7 +18,7 @@ from airflow_multicloud.lineage.datasets import (
     rendered_uris,
 )
 from airflow_multicloud.operators.links import LinkKind, replica_links
-from airflow_multicloud.replication.copy import CopyOptions
+from airflow_multicloud.replication.copy import MAX_BUFFER, CopyOptions
 from airflow_multicloud.replication.cost import BudgetExceededError
 from airflow_multicloud.replication.engine import ReplicationOptions
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
@@ -59,6 +59,8 @@ class ReplicateDatasetOperator(BaseOperator):
     :param workers: objects in flight; ``large_workers`` of them may be multipart.
     :param multipart_threshold: multipart at or above this size; ``part_size`` and ``part_concurrency`` per object.
     :param bandwidth_limit: bytes per second read from the source, across all workers.
+    :param max_buffer: bytes of object data the task may hold in memory at once, across all workers (an object
+        needing more is copied alone).
     :param object_retries: further attempts per object after a failure (5xx, reset, checksum mismatch).
     :param server_side: copy within one service server-side (proven by both sides' checksums, else streamed).
     :param source_verification: ``auto`` proves each object read with the source's own checksums, else by a second
@@ -96,6 +98,7 @@ class ReplicateDatasetOperator(BaseOperator):
         part_size: int = DEFAULT_TRANSFER.part_size,
         part_concurrency: int = DEFAULT_TRANSFER.max_concurrency,
         bandwidth_limit: int | None = None,
+        max_buffer: int = MAX_BUFFER,
         object_retries: int = 3,
         server_side: bool = True,
         source_verification: str = "auto",
@@ -137,7 +140,10 @@ class ReplicateDatasetOperator(BaseOperator):
             workers=workers,
             large_workers=large_workers,
             copy=CopyOptions(
-                object_retries=object_retries, server_side=server_side, source_verification=source_verification
+                object_retries=object_retries,
+                server_side=server_side,
+                source_verification=source_verification,
+                max_buffer=max_buffer,
             ),
             manifest_dir=manifest_dir,
             dry_run=dry_run,
@@ -173,7 +179,8 @@ class ReplicateDatasetOperator(BaseOperator):
         from dataclasses import replace
 
         from airflow_multicloud.replication.engine import ReplicationError, replicate
-        from airflow_multicloud.replication.model import Plan, PlanEntry
+        from airflow_multicloud.replication.model import Plan
+        from airflow_multicloud.replication.plan_store import read_shard
         from airflow_multicloud.replication.stream import BandwidthLimiter
 
         source, dests = self._locations()
@@ -182,8 +189,15 @@ class ReplicateDatasetOperator(BaseOperator):
             options = replace(options, copy=replace(options.copy, limiter=BandwidthLimiter(self.bandwidth_limit)))
         plan = shard = None
         if self.plan_shard is not None:
-            plan = Plan([PlanEntry.from_json(e) for e in self.plan_shard["entries"]])
-            shard = self.plan_shard["shard"]
+            header, entries = read_shard(dests[0], self.plan_shard)
+            planned = (header.get("source"), header.get("destinations"))
+            if planned != (source.uri, [d.uri for d in dests]):
+                raise ValueError(
+                    f"plan_shard: the plan {self.plan_shard['plan']} was made for {planned[0]} -> {planned[1]}, "
+                    f"this task copies {source.uri} -> {[d.uri for d in dests]}: give it the plan task's arguments"
+                )
+            plan = Plan(entries)
+            shard = f"{self.plan_shard['shard']}/{self.plan_shard['of']}"
         try:
             summary = replicate(source, dests, options, plan=plan, shard=shard)
         except ReplicationError as exc:
@@ -252,10 +266,14 @@ class ReplicateDatasetOperator(BaseOperator):
 
 
 class PlanReplicationOperator(ReplicateDatasetOperator):
-    """Plan a large replication once and return it in ``shards`` parts of about equal bytes, for
+    """Plan a large replication once, split it into ``shards`` parts of about equal bytes, for
     ``ReplicateDatasetOperator.partial(...).expand(plan_shard=plan_task.output)``: each mapped task copies one
     shard, so Celery or Kubernetes workers share one partition. Takes the same arguments as
-    :class:`ReplicateDatasetOperator`; it writes nothing.
+    :class:`ReplicateDatasetOperator`; it copies nothing.
+
+    The plan is written once, as ``<first destination>/_multicloud/plans/<run>.jsonl.gz``; XCom carries one
+    reference of a few hundred bytes per shard (``{"plan": uri, "shard": i, "of": n}``), whatever the number of
+    objects, and each mapped task reads only its shard's entries.
 
     :param shards: how many parts to split the copies into (empty parts are dropped).
     """
@@ -269,6 +287,7 @@ class PlanReplicationOperator(ReplicateDatasetOperator):
     def execute(self, context: Context) -> list[dict[str, Any]]:  # type: ignore[override]
         from airflow_multicloud.replication.engine import check_locations
         from airflow_multicloud.replication.plan import plan_copy
+        from airflow_multicloud.replication.plan_store import write_plan
 
         source, dests = self._locations()
         check_locations(source, dests)
@@ -289,4 +308,6 @@ class PlanReplicationOperator(ReplicateDatasetOperator):
             len(parts),
             plan.count("skip"),
         )
-        return [{"shard": f"{i}/{len(parts)}", "entries": [e.to_json() for e in p]} for i, p in enumerate(parts, 1)]
+        run_id = f"{context['dag'].dag_id}.{context['run_id']}.{self.task_id}"
+        header = {"source": source.uri, "destinations": [d.uri for d in dests]}
+        return write_plan(dests[0], run_id, header, parts)

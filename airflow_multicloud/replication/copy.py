@@ -6,8 +6,9 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+from airflow_multicloud import arguments
 from airflow_multicloud.checksums import Crc64
 from airflow_multicloud.errors import IntegrityError, ObjectNotFoundError, StoreError
 from airflow_multicloud.replication.model import (
@@ -28,7 +29,7 @@ from airflow_multicloud.replication.proof import (
     evidence_for,
     listed_evidence,
 )
-from airflow_multicloud.replication.stream import BandwidthLimiter, SourceFailed, Tee, limited
+from airflow_multicloud.replication.stream import BandwidthLimiter, ByteBudget, SourceFailed, Tee, limited
 from airflow_multicloud.stores.base import (
     ABORT_ATTEMPTS,
     MiB,
@@ -46,6 +47,12 @@ log = logging.getLogger(__name__)
 RETRYABLE = (IntegrityError, SourceFailed, ConnectionError, TimeoutError, OSError)
 #: bytes queued between the source reader and each writer of one object (memory: this plus the parts in flight)
 TEE_BYTES = 16 * MiB
+#: chunks of one object queued for the source hasher
+HASH_DEPTH = 4
+#: measured with bench/budget_rss.py: 30 objects of 15 MiB COS -> OSS at the default settings peak at 272 MiB RSS
+#: (605 MiB before); it lets five objects of 15 MiB, or two multipart streams at the default part settings, be
+#: in flight at once
+MAX_BUFFER = 160 * MiB
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,9 @@ class CopyOptions:
         that cannot be proven by checksums on both sides, or that the service refuses, is streamed instead).
     :param source_verification: ``auto`` proves each read with evidence the source holds (MD5 ETag, CRC64, S3
         checksum, multipart ETag), else by a second read; ``strict`` fails objects without such evidence.
+    :param max_buffer: bytes of object data the whole run may hold in memory at once, whatever the mix of object
+        sizes (every copy made with these options shares one :class:`ByteBudget`); an object that needs more
+        than this is copied alone.
     """
 
     object_retries: int = 3
@@ -68,10 +78,16 @@ class CopyOptions:
     chunk_size: int = MiB
     server_side: bool = True
     source_verification: str = SourceVerification.AUTO
+    max_buffer: int = MAX_BUFFER
+    budget: ByteBudget = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         verification = parse_choice(SourceVerification, self.source_verification, "source_verification")
         object.__setattr__(self, "source_verification", verification)
+        arguments.whole("max_buffer", self.max_buffer, MiB)
+        # one budget per options instance: dataclasses.replace() makes a new instance, hence a new budget, so a
+        # run derives its options once and hands the same instance to every copy
+        object.__setattr__(self, "budget", ByteBudget(self.max_buffer))
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -133,9 +149,11 @@ class _SourceCheck:
                 listed.check(self.uri, got)
         evidence = self.ask_source()
         if evidence.second_read:
-            again = b"".join(limited(self.store.read(self.key, chunk_size=self.opts.chunk_size), self.opts.limiter))
-            if again != data:
-                raise self._reads_differ()
+            # streamed and compared by hash, as for a large object: a second copy of the bytes would double the
+            # memory this object holds
+            hasher = Crc64Hex()
+            hasher.update(data)
+            self.second_read(hasher.result())
             return
         evidence.check(self.uri, _digest(evidence, data))
 
@@ -152,7 +170,7 @@ def _checked(chunks: Iterable[bytes], check: _SourceCheck, evidence: Evidence) -
     Raising before the stream ends keeps the writers from completing an upload of bad bytes. One hash pass, with
     the algorithm the evidence needs; a second read where the source holds no evidence.
     """
-    hasher = BackgroundHasher(evidence.hasher())
+    hasher = BackgroundHasher(evidence.hasher(), depth=HASH_DEPTH)
     size = 0
     held: bytes | None = None
     try:
@@ -199,13 +217,19 @@ def _result(rel: str, d: int, sent: WriteResult, proof: SourceProof, written: Wr
     )
 
 
+def _read_whole(source: Location, key: str, opts: CopyOptions) -> bytes:
+    chunks = list(limited(source.store.read(key, chunk_size=opts.chunk_size), opts.limiter))
+    # the one copy a single PUT needs (its body is hashed for Content-MD5 and sent whole); the chunks go right after
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 def _copy_small(
     source: Location, dests: Sequence[tuple[int, Location]], obj: SourceObject, opts: CopyOptions, attempt: int
 ) -> dict[int, ObjectResult | BaseException]:
     check = _SourceCheck(source, obj, opts, attempt)
     key = source.key(obj.rel)
     listed = listed_evidence(source.store, ObjectInfo(key, obj.size, obj.etag, obj.last_modified, obj.crc64))
-    data = b"".join(limited(source.store.read(key, chunk_size=opts.chunk_size), opts.limiter))
+    data = _read_whole(source, key, opts)
     check.prove_bytes(data, listed)
     crc = Crc64()
     crc.update(data)
@@ -228,9 +252,8 @@ def _copy_streamed(
     meta = _metadata(obj, evidence.crc64)
     # Read the source in part-sized chunks when every destination cuts the same parts: each chunk then is a whole
     # part for every writer, shared by all of them, never copied again (copies cost as much CPU as hashing).
-    part_sizes = {dest.store.transfer.part_size for _, dest in dests}
-    chunk_size = part_sizes.pop() if len(part_sizes) == 1 else opts.chunk_size
-    tee = Tee(len(dests), depth=max(1, TEE_BYTES // chunk_size))
+    chunk_size = _stream_chunk(dests, opts)
+    tee = Tee(len(dests), depth=_tee_depth(chunk_size))
     out: dict[int, ObjectResult | BaseException] = {}
 
     def run(i: int, d: int, dest: Location) -> None:
@@ -258,6 +281,33 @@ def _copy_streamed(
     for t in threads:
         t.join()
     return out
+
+
+def _stream_chunk(dests: Sequence[tuple[int, Location]], opts: CopyOptions) -> int:
+    part_sizes = {dest.store.transfer.part_size for _, dest in dests}
+    return part_sizes.pop() if len(part_sizes) == 1 else opts.chunk_size
+
+
+def _tee_depth(chunk_size: int) -> int:
+    return max(1, TEE_BYTES // chunk_size)
+
+
+def _footprint(obj: SourceObject, dests: Sequence[tuple[int, Location]], opts: CopyOptions, small: bool) -> int:
+    """The most bytes one attempt at copying ``obj`` holds at once: what it takes from the run's budget.
+
+    A single PUT: the chunks read and the body they are joined into. A stream: the source's chunks from the one
+    just read back to the oldest one a writer still holds (the one being hashed, the one held back until the
+    read is proven, the one waiting for room, the tee's queue, the part being cut, the parts in flight); when
+    every writer cuts the source's own chunks they share them, else each writer also holds parts of its own.
+    """
+    if small:
+        return 2 * obj.size + opts.chunk_size
+    chunk = _stream_chunk(dests, opts)
+    reader = max(_tee_depth(chunk) + 3, HASH_DEPTH + 2)
+    concurrency = max(dest.store.transfer.max_concurrency for _, dest in dests)
+    if all(dest.store.transfer.part_size == chunk for _, dest in dests):
+        return (reader + concurrency + 1) * chunk
+    return reader * chunk + sum((d.store.transfer.max_concurrency + 2) * d.store.transfer.part_size for _, d in dests)
 
 
 class _NoServerSideProof(Exception):
@@ -381,7 +431,9 @@ def copy_object(
         if streamed:
             small = all(obj.size < dest.store.transfer.multipart_threshold for _, dest in streamed)
             try:
-                outcome.update((_copy_small if small else _copy_streamed)(source, streamed, obj, opts, attempt))
+                # taken whole before reading and given back after the last writer: no copy waits holding part of it
+                with opts.budget.hold(_footprint(obj, streamed, opts, small)):
+                    outcome.update((_copy_small if small else _copy_streamed)(source, streamed, obj, opts, attempt))
             except Exception as exc:  # the source read failed before any destination was written
                 outcome.update({d: exc for d, _ in streamed})
         retry = []

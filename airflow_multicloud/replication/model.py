@@ -161,6 +161,10 @@ class ObjectResult:
     dest_last_modified: str | None = None  # ISO time of the replica, where proving the write told it
 
 
+#: entries of each per-object list a summary's JSON keeps (XCom holds it: it must not grow with the dataset)
+LISTED = 100
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -190,4 +194,11 @@ class RunSummary:
     cost: dict[str, Any] = field(default_factory=dict)  # the estimate made before copying (replication/cost.py)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The summary for XCom and the CLI: each per-object list keeps its first :data:`LISTED` entries, and
+        ``<name>_total`` then says how many there were (the manifests hold every object)."""
+        out = asdict(self)
+        for name in ("failed_keys", "conflict_keys", "invalid_keys", "unlisted", "unfinished_uploads"):
+            if len(out[name]) > LISTED:
+                out[f"{name}_total"] = len(out[name])
+                out[name] = out[name][:LISTED]
+        return out

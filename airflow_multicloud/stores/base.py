@@ -358,31 +358,30 @@ class ObjectStore(ABC):
         stored part is reused only when its size and MD5 match the new bytes).
         """
         meta = dict(metadata or {})
-        source = _Rechunker(chunks)
         crc = Crc64()
         # each MD5 pass costs about as much CPU as moving the bytes; a multipart object's whole MD5 matches no
         # ETag, so a caller that has it already (or does not need it) can skip it
         md5 = hashlib.md5() if whole_md5 else None
         threshold = max(self.transfer.multipart_threshold, 1)
-        # Read ahead in part-sized blocks (never one threshold-sized buffer and its copies): they become the
-        # first parts of a multipart upload, or are joined for a single PUT when the stream ends first.
+        # Read ahead the chunks as they come, up to the threshold: if the stream ends first they are joined once
+        # into the single PUT's body (a body given as one chunk is sent as it is); else they are cut into the
+        # first parts of a multipart upload.
+        stream = iter(chunks)
         head: collections.deque[bytes] = collections.deque()
         held = 0
-        while held < threshold:
-            block = source.take(self.transfer.part_size)
-            if block:
-                head.append(block)
-                held += len(block)
-            if len(block) < self.transfer.part_size:
+        for chunk in stream:
+            head.append(chunk)
+            held += len(chunk)  # a chunk that is not bytes-like (None) is a caller's bug: TypeError, nothing written
+            if held >= threshold:
                 break
         if held < threshold:
-            first = b"".join(head)
+            first = head[0] if len(head) == 1 and isinstance(head[0], bytes) else b"".join(head)
             head.clear()
             crc.update(first)
             raw = hashlib.md5(first).digest()
             etag = self.put_object(key, first, metadata=meta, content_type=content_type, md5=raw)
             return WriteResult(key, len(first), etag, crc.value, raw.hex(), raw.hex())
-        return self._write_multipart(key, head, source, crc, md5, meta, content_type, resume)
+        return self._write_multipart(key, _Rechunker(_drained(head, stream)), crc, md5, meta, content_type, resume)
 
     def _find_resumable(self, key: str) -> tuple[str, dict[int, PartInfo]] | None:
         uploads = sorted(
@@ -397,7 +396,6 @@ class ObjectStore(ABC):
     def _write_multipart(
         self,
         key: str,
-        head: collections.deque[bytes],
         source: _Rechunker,
         crc: Crc64,
         md5: hashlib._Hash | None,
@@ -426,7 +424,7 @@ class ObjectStore(ABC):
         try:
             number = 0
             while True:
-                data = head.popleft() if head else source.take(part_size)
+                data = source.take(part_size)
                 if not data and number > 0:
                     break
                 number += 1
@@ -473,6 +471,13 @@ class ObjectStore(ABC):
                     return False
                 time.sleep(ABORT_BACKOFF * 2 ** (attempt - 1))
         return False
+
+
+def _drained(head: collections.deque[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
+    """``head``'s chunks, each let go once taken, then ``rest``'s."""
+    while head:
+        yield head.popleft()
+    yield from rest
 
 
 def _settle(in_flight: set[Future[PartInfo]], done: builtins.list[PartInfo], room: int) -> set[Future[PartInfo]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,8 @@ def test_large_partition_is_planned_once_and_copied_by_mapped_shards(
         extra_env=env,
     )
     assert out["state"] == "success", out["log"][-4000:]
+    refs = out["xcom"]["plan"]  # references to the plan object, not the plan
+    assert len(refs) == 3 and all(len(json.dumps(r)) < 1024 and "entries" not in r for r in refs), refs
     shards = [v for k, v in out["xcom"].items() if k.startswith("copy[")]
     assert len(shards) == 3 and sum(s["copied"] for s in shards) == 12
     assert all(s["copied"] >= 3 for s in shards), "shards of about equal bytes"
