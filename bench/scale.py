@@ -34,7 +34,7 @@ RSS_CAP_MIB = 300
 SLOPE_CAP = 50  # bytes per object between 100,000 and 1,000,000
 PLAN_RATE = 50_000  # objects per second
 PREFIX = "data/"
-LIST_LATENCY = 0.02
+LIST_LATENCY = 0.02  # seconds added to every list request of the listing comparison (--list-latency)
 
 
 def _spec(count: int, **extra: Any) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def _store(server: Server, bucket: str) -> Any:
     )  # fmt: skip
 
 
-def listing(ctx: Ctx, count: int) -> dict[str, Any]:
+def listing(ctx: Ctx, count: int, latency: float) -> dict[str, Any]:
     """One listing chain vs :func:`list_parallel` of ``count`` synthetic keys, every list request delayed."""
     from airflow_multicloud.stores.listing import list_parallel
 
@@ -106,7 +106,7 @@ def listing(ctx: Ctx, count: int) -> dict[str, Any]:
     for kind, operation in (("cos", "ListObjects"), ("oss", "ListObjectsV2")):
         server = ctx.server(kind)
         store = _store(server, server.synthetic(f"scale-list-{count}", **_spec(count)))
-        server.latency(LIST_LATENCY, operation)
+        server.latency(latency, operation)
         timings: dict[str, float] = {}
         for label in ("one chain", "list_parallel, 8 workers"):
             t = time.perf_counter()
@@ -115,7 +115,7 @@ def listing(ctx: Ctx, count: int) -> dict[str, Any]:
             timings[label] = time.perf_counter() - t
             if n != count:
                 raise RuntimeError(f"{kind} {label} listed {n} of {count} objects")
-            ctx.row("listing", f"{kind}: {label}, {count:,} keys, {LIST_LATENCY * 1000:.0f} ms per request",
+            ctx.row("listing", f"{kind}: {label}, {count:,} keys, {latency * 1000:.0f} ms per request",
                     round(count / timings[label]), "obj/s")  # fmt: skip
         server.latency(0)
         speedup = timings["one chain"] / timings["list_parallel, 8 workers"]
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="no-op rerun sizes, comma-separated")
     p.add_argument("--first-copy", type=int, default=100_000, help="objects of the first copy (0: skip)")
     p.add_argument("--listing", type=int, default=100_000, help="keys of the listing comparison (0: skip)")
+    p.add_argument("--list-latency", type=float, default=LIST_LATENCY, help="seconds added to each list request")
     p.add_argument("--product", metavar="DIR", help="measure the airflow_multicloud package in DIR")
     args = p.parse_args(argv)
     if args.product:
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.first_copy:
             ctx.raw["first-copy"] = first_copy(ctx, args.first_copy)
         if args.listing:
-            ctx.raw["listing"] = listing(ctx, args.listing)
+            ctx.raw[f"listing-{args.list_latency}"] = listing(ctx, args.listing, args.list_latency)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the servers", file=sys.stderr)
         return 130

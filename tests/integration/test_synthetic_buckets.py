@@ -94,3 +94,15 @@ def test_list_parallel_matches_one_listing_and_lists_ranges_concurrently(svc: An
     # the ranges were listed from their own markers, not reached by paging from the start
     starts = [r.query.get("marker") or r.query.get("start-after") for r in svc.requests if r.bucket == bucket]
     assert {"data/1", "data/2"} <= set(starts)
+
+
+def test_delimiter_and_markers_roll_generated_keys_up(svc: Any) -> None:
+    bucket = svc.synthetic_bucket(SPEC)
+    svc.store(bucket).put_object("top.txt", b"top", metadata={})
+    buckets = svc.server.buckets
+    objs, prefixes, truncated, last = buckets.list(bucket, "", "", "/", 1000)
+    assert ([o.key for o in objs], prefixes, truncated, last) == (["top.txt"], ["data/"], False, "top.txt")
+    objs, prefixes, truncated, last = buckets.list(bucket, "", "", "/", 1)
+    assert (objs, prefixes, truncated, last) == ([], ["data/"], True, "data/")
+    objs, _, truncated, last = buckets.list(bucket, "data/", "data/2497.bin", "", 1000)
+    assert [o.key for o in objs] == ["data/2498.bin", "data/2499.bin"] and not truncated
