@@ -15,8 +15,7 @@ import shutil
 import threading
 import time
 import uuid
-from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from heapq import merge
 from io import BytesIO
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from airflow_multicloud.checksums import crc64, crc64_combine
+from airflow_multicloud.testing.pages import merge_pages, page_of
 from airflow_multicloud.testing.synthetic import SyntheticBucket, SyntheticSpec
 
 COPY_BUF = 1024 * 1024
@@ -302,14 +302,14 @@ class DiskBuckets:
                 keys = sorted(objs)
                 self._sorted[bucket] = keys
             syn = self._synthetic.get(bucket)
-        page = _page(keys, objs.get, prefix, after, delimiter, max_keys)
+        page = page_of(keys, objs.get, prefix, after, delimiter, max_keys)
         if syn is None:
             return page
 
         def generated(key: str) -> StoredObject | None:
             return None if key in objs else syn.lookup(key)  # a written object hides the generated one
 
-        return _merge_pages(page, _page(syn.keys, generated, prefix, after, delimiter, max_keys), max_keys)
+        return merge_pages(page, page_of(syn.keys, generated, prefix, after, delimiter, max_keys), max_keys)
 
     def iter_keys(self, bucket: str) -> Iterator[str]:
         objs = self._objects(bucket)
@@ -421,57 +421,3 @@ class DiskBuckets:
             self.upload(upload_id)
             del self._uploads[upload_id]
         shutil.rmtree(self.root / ".uploads" / upload_id, ignore_errors=True)
-
-
-def _page(
-    keys: Sequence[str],
-    lookup: Callable[[str], StoredObject | None],
-    prefix: str,
-    after: str,
-    delimiter: str,
-    max_keys: int,
-) -> tuple[list[StoredObject], list[str], bool, str]:
-    """One listing page over sorted ``keys``; a key ``lookup`` does not find is not listed."""
-    contents: list[StoredObject] = []
-    prefixes: list[str] = []
-    i = max(bisect_right(keys, after) if after else 0, bisect_left(keys, prefix))
-    if delimiter and after.endswith(delimiter) and after.startswith(prefix):
-        i = bisect_right(keys, after + "\U0010ffff")  # the marker was a common prefix: skip all below it
-    last = ""
-    while i < len(keys):
-        key = keys[i]
-        if not key.startswith(prefix):
-            break
-        if len(contents) + len(prefixes) >= max_keys:
-            return contents, prefixes, True, last
-        if delimiter:
-            pos = key.find(delimiter, len(prefix))
-            if pos >= 0:
-                common = key[: pos + len(delimiter)]
-                prefixes.append(common)
-                last = common
-                i = bisect_right(keys, common + "\U0010ffff")
-                continue
-        obj = lookup(key)
-        if obj is not None:
-            contents.append(obj)
-            last = key
-        i += 1
-    return contents, prefixes, False, last
-
-
-def _merge_pages(
-    a: tuple[list[StoredObject], list[str], bool, str],
-    b: tuple[list[StoredObject], list[str], bool, str],
-    max_keys: int,
-) -> tuple[list[StoredObject], list[str], bool, str]:
-    """The first ``max_keys`` entries of two pages listed from the same point (each holds at most that many)."""
-    entries: dict[str, StoredObject | None] = {}
-    for objs, prefixes, _, _ in (a, b):
-        entries.update((o.key, o) for o in objs if o.key not in entries)
-        entries.update((p, None) for p in prefixes)
-    names = sorted(entries)
-    taken = names[:max_keys]
-    contents = [o for o in (entries[n] for n in taken) if o is not None]
-    prefixes = [n for n in taken if entries[n] is None]
-    return contents, prefixes, a[2] or b[2] or len(names) > max_keys, taken[-1] if taken else ""
