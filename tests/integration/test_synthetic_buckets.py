@@ -106,3 +106,23 @@ def test_delimiter_and_markers_roll_generated_keys_up(svc: Any) -> None:
     assert (objs, prefixes, truncated, last) == ([], ["data/"], True, "data/")
     objs, _, truncated, last = buckets.list(bucket, "data/", "data/2497.bin", "", 1000)
     assert [o.key for o in objs] == ["data/2498.bin", "data/2499.bin"] and not truncated
+
+
+def test_a_replica_bucket_is_taken_as_already_copied_and_a_missing_object_is_copied(
+    clean_services: dict[str, Any],
+) -> None:
+    """The engine itself decides: without a manifest it HEADs each replica object and finds its own metadata."""
+    from airflow_multicloud.replication.engine import ReplicationOptions, replicate
+    from airflow_multicloud.replication.model import Location
+
+    cos, oss = clean_services["cos"], clean_services["oss"]
+    spec = SyntheticSpec(count=120, size=40, seed=3, prefix="ds/", suffix=".bin")
+    source = Location(cos.store(cos.synthetic_bucket(spec)), "ds/")
+    replicas = [
+        Location(svc.store(svc.synthetic_bucket(SyntheticSpec(**{**vars(spec), "replica_of": True}))), "ds/")
+        for svc in (cos, oss)
+    ]
+    replicas[1].store.delete("ds/007.bin")
+    summary = replicate(source, replicas, ReplicationOptions(progress_interval=0))
+    assert (summary.copied, summary.skipped, summary.failed) == (1, 2 * spec.count - 1, 0)
+    assert b"".join(replicas[1].store.read("ds/007.bin")) == b"".join(source.store.read("ds/007.bin"))
