@@ -34,6 +34,7 @@ RSS_CAP_MIB = 300
 SLOPE_CAP = 50  # bytes per object between 100,000 and 1,000,000
 PLAN_RATE = 50_000  # objects per second
 PREFIX = "data/"
+ENGINE_TIMEOUT = 3600  # a first copy of 100,000 objects runs ~20 min on the shared 2-core machine
 LIST_LATENCY = 0.02  # seconds added to every list request of the listing comparison (--list-latency)
 
 
@@ -56,7 +57,7 @@ def noop_rerun(ctx: Ctx, count: int) -> dict[str, Any]:
         server.manifest(bucket)
     cos.clear()
     oss.clear()
-    out = engine(ctx, _uri(cos, src), [_uri(s, b) for s, b in dests], [cos, cos, oss])
+    out = engine(ctx, _uri(cos, src), [_uri(s, b) for s, b in dests], [cos, cos, oss], timeout=ENGINE_TIMEOUT)
     out["requests"] = {"cos": cos.stats()["ops"], "oss": oss.stats()["ops"]}
     rate = count / max(out["duration_s"], 1e-9)
     ctx.row("scale", f"no-op rerun {count:,} objects x 2 destinations: peak RSS", out["maxrss_mib"], "MiB",
@@ -73,7 +74,7 @@ def first_copy(ctx: Ctx, count: int) -> dict[str, Any]:
     cos, oss = ctx.server("cos"), ctx.server("oss")
     src = cos.synthetic(f"scale-first-src-{count}", **_spec(count))
     dests = [(cos, cos.bucket(f"scale-first-dst-{count}")), (oss, oss.bucket(f"scale-first-dst-{count}"))]
-    out = engine(ctx, _uri(cos, src), [_uri(s, b) for s, b in dests], [cos, cos, oss])
+    out = engine(ctx, _uri(cos, src), [_uri(s, b) for s, b in dests], [cos, cos, oss], timeout=ENGINE_TIMEOUT)
     ctx.row("scale", f"first copy {count:,} x {OBJECT_SIZE} B to 2 destinations: peak RSS", out["maxrss_mib"], "MiB",
             f"<= {RSS_CAP_MIB}", out["maxrss_mib"] <= RSS_CAP_MIB)  # fmt: skip
     ctx.row("scale", f"first copy {count:,}: objects/s (duration {out['duration_s']} s)",
