@@ -104,6 +104,18 @@ class Server:
     def bucket(self, name: str) -> str:
         return str(self._ask(f"bucket {name}")["bucket"])
 
+    def synthetic(self, name: str, **spec: Any) -> str:
+        """A synthetic COS/OSS bucket (see airflow_multicloud/testing/synthetic.py); its full name."""
+        return str(self._ask(f"synthetic {name} {json.dumps(spec)}")["bucket"])
+
+    def manifest(self, bucket: str) -> dict[str, Any]:
+        """A complete manifest of the generated objects in that synthetic bucket, as a verified copy leaves."""
+        return self._ask(f"manifest {bucket}")
+
+    def latency(self, seconds: float, operation: str = "-") -> None:
+        """Delay every request of ``operation`` by ``seconds`` (0: no faults at all)."""
+        self._ask(f"latency {seconds} {operation}")
+
     def rss_mib(self) -> float:
         with open(f"/proc/{self.proc.pid}/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20

@@ -102,7 +102,9 @@ def worker(*args: Any) -> dict[str, Any]:
     return out
 
 
-def engine(ctx: Ctx, src: str, dests: list[str], conns: list[Server], *extra: str) -> dict[str, Any]:
+def engine(
+    ctx: Ctx, src: str, dests: list[str], conns: list[Server], *extra: str, timeout: float = 900
+) -> dict[str, Any]:
     """``multicloud replicate`` in a child, connections from AIRFLOW_CONN_*; the summary plus wall time and RSS."""
     env = measured_env(AIRFLOW_HOME=str(OUT / "airflow-home"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
     ids = []
@@ -122,7 +124,7 @@ def engine(ctx: Ctx, src: str, dests: list[str], conns: list[Server], *extra: st
         "--progress-interval=60",
         *extra,
     ]
-    res = run_child(argv, env)
+    res = run_child(argv, env, timeout)
     summary = res.json()
     summary["wall_s"] = round(res.wall_s, 3)
     summary["maxrss_mib"] = round(res.maxrss_mib, 1)

@@ -6,7 +6,12 @@ Started by ``bench/run.py``; never run by hand. It prints one JSON line when rea
 - ``stats``: ``{"get_bytes": object bytes served by GETs, "put_bytes": request body bytes received,
   "ops": {operation: count}}`` since the last ``clear``;
 - ``clear``: empty the request log (also keeps memory bounded between benchmarks);
-- ``bucket NAME``: create a bucket.
+- ``bucket NAME``: create a bucket;
+- ``synthetic NAME {spec}`` (COS/OSS): create a synthetic bucket, ``spec`` the JSON of a
+  :class:`~airflow_multicloud.testing.synthetic.SyntheticSpec` (``bench/scale.py``);
+- ``manifest NAME`` (COS/OSS): write, in that synthetic bucket, the complete manifest a replication run would have
+  left after verifying every generated object there (``status: copied``), so a rerun skips them all by manifest;
+- ``latency SECONDS OPERATION``: delay every request of that operation (``latency 0 -`` removes all faults).
 
 End of stdin (the parent went away) or SIGTERM stops the server and the process.
 """
@@ -17,6 +22,7 @@ import argparse
 import json
 import signal
 import sys
+import tempfile
 import threading
 from collections import Counter
 from typing import Any
@@ -24,6 +30,7 @@ from typing import Any
 from airflow_multicloud.testing.cos_server import CosService
 from airflow_multicloud.testing.oss_server import OssService
 from airflow_multicloud.testing.s3_server import S3Service
+from airflow_multicloud.testing.synthetic import SyntheticSpec
 
 
 def _start(kind: str, root: str | None) -> Any:
@@ -44,6 +51,34 @@ def _stats(svc: Any) -> dict[str, Any]:
         "put_bytes": sum(r.bytes_in for r in records if r.method in ("PUT", "POST")),
         "ops": dict(ops),
     }
+
+
+def _manifest(svc: Any, bucket: str) -> dict[str, Any]:
+    """A manifest in the engine's format (replication/manifest.py), written in the server, never in memory whole."""
+    syn = svc.server.buckets._synthetic[bucket]
+    spec = syn.spec
+    key = f"{spec.prefix}_multicloud/manifests/20260101T000000000000Z-bench-prefill.jsonl"
+    with tempfile.TemporaryFile() as f:
+        header = {"type": "header", "run_id": "bench-prefill", "complete": True, "objects": spec.count}
+        f.write(json.dumps(header, sort_keys=True).encode() + b"\n")
+        for i in range(spec.count):
+            obj = syn.lookup(syn.keys[i])
+            rec = {
+                "type": "object",
+                "key": obj.key[len(spec.prefix) :],
+                "size": obj.size,
+                "crc64": obj.crc64,
+                "md5": obj.etag,
+                "source_etag": obj.etag,
+                "dest_etag": obj.etag,
+                "status": "copied",
+                "verified_by": ["crc64", "etag-md5"],
+            }
+            f.write(json.dumps(rec, sort_keys=True).encode() + b"\n")
+        size = f.tell()
+        f.seek(0)
+        svc.server.buckets.put(bucket, key, f, size, content_type="application/x-ndjson")
+    return {"key": key, "bytes": size}
 
 
 def _interrupt(*_: object) -> None:
@@ -70,6 +105,17 @@ def main() -> None:
                     out = {"ok": True}
                 elif cmd == "bucket":
                     out = {"bucket": svc.create_bucket(arg)}
+                elif cmd == "synthetic":
+                    name, _, spec = arg.partition(" ")
+                    out = {"bucket": svc.synthetic_bucket(SyntheticSpec(**json.loads(spec)), name)}
+                elif cmd == "manifest":
+                    out = _manifest(svc, arg)
+                elif cmd == "latency":
+                    seconds, _, operation = arg.partition(" ")
+                    svc.faults.clear()
+                    if float(seconds) > 0:
+                        svc.faults.add("latency", latency=float(seconds), operation=operation)
+                    out = {"ok": True}
                 else:
                     out = {"error": f"unknown command {cmd!r}"}
             except Exception as exc:

@@ -244,6 +244,11 @@ class ObjectStore(ABC):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, in key order, fetched page by page as consumed."""
 
+    def list_after(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
+        """:meth:`list` from the first key greater than ``start_after``; stores whose API takes a marker start
+        the listing there instead of skipping (see :func:`~airflow_multicloud.stores.listing.list_parallel`)."""
+        return (info for info in self.list(prefix) if info.key > start_after)
+
     def list_noting(self, prefix: str, unlisted: builtins.list[str]) -> Iterator[ObjectInfo]:
         """:meth:`list`, also appending to ``unlisted`` a line (name and reason) for each entry seen but not
         listed; only local folders have such entries (symbolic links, special files)."""

@@ -219,7 +219,10 @@ class CosStore(CosObjectLock, ObjectStore):
 
     # ---- reading -------------------------------------------------------------------------------------
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        marker = ""
+        return self.list_after(prefix, "")
+
+    def list_after(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
+        marker = start_after
         while True:
             page = self._call(
                 lambda m=marker: self.client.list_objects(  # type: ignore[misc]

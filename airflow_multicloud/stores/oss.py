@@ -188,10 +188,15 @@ class OssStore(ObjectStore):
 
     # ---- reading ----------------------------------------------------------------------------------
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self.list_after(prefix, "")
+
+    def list_after(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
         token = ""
         while True:
             with self._errors():
-                page = self.client.list_objects_v2(prefix=prefix, continuation_token=token, max_keys=1000)
+                page = self.client.list_objects_v2(
+                    prefix=prefix, continuation_token=token, start_after=start_after, max_keys=1000
+                )
             for obj in page.object_list:
                 yield ObjectInfo(obj.key, obj.size, obj.etag, _when(obj.last_modified))
             if not page.is_truncated:

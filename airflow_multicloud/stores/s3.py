@@ -280,7 +280,12 @@ class S3Store(ObjectStore):
 
     # ---- reading ---------------------------------------------------------------------------------
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return self.list_after(prefix, "")
+
+    def list_after(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, **({"StartAfter": start_after} if start_after else {})
+        )
         with self._errors(None, "list"):
             for page in pages:
                 for obj in page.get("Contents", []):

@@ -15,13 +15,16 @@ import shutil
 import threading
 import time
 import uuid
-from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from heapq import merge
+from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
 
 from airflow_multicloud.checksums import crc64, crc64_combine
+from airflow_multicloud.testing.pages import merge_pages, page_of
+from airflow_multicloud.testing.synthetic import SyntheticBucket, SyntheticSpec
 
 COPY_BUF = 1024 * 1024
 
@@ -131,6 +134,7 @@ class DiskBuckets:
         self._index: dict[str, dict[str, StoredObject]] = {}
         self._sorted: dict[str, list[str] | None] = {}
         self._uploads: dict[str, Upload] = {}
+        self._synthetic: dict[str, SyntheticBucket] = {}
         self._load()
 
     # ---- buckets --------------------------------------------------------------------------------
@@ -151,12 +155,19 @@ class DiskBuckets:
             self._index.setdefault(bucket, {})
             self._sorted[bucket] = None
 
+    def declare_synthetic(self, bucket: str, spec: SyntheticSpec) -> None:
+        """Make ``bucket`` (created if needed) also hold the generated objects of ``spec`` (see :mod:`.synthetic`)."""
+        with self._lock:
+            self.create_bucket(bucket)
+            self._synthetic[bucket] = SyntheticBucket(spec)
+
     def delete_bucket(self, bucket: str) -> None:
         with self._lock:
             self._objects(bucket)
             shutil.rmtree(self.root / bucket, ignore_errors=True)
             del self._index[bucket]
             self._sorted.pop(bucket, None)
+            self._synthetic.pop(bucket, None)
 
     def bucket_exists(self, bucket: str) -> bool:
         return bucket in self._index
@@ -213,21 +224,29 @@ class DiskBuckets:
 
     def head(self, bucket: str, key: str) -> StoredObject:
         objs = self._objects(bucket)
-        try:
-            return objs[key]
-        except KeyError:
-            raise NoSuchKey(key) from None
+        found = objs.get(key) or self._generated(bucket, key)
+        if found is None:
+            raise NoSuchKey(key)
+        return found
+
+    def _generated(self, bucket: str, key: str) -> StoredObject | None:
+        syn = self._synthetic.get(bucket)
+        return None if syn is None else syn.lookup(key)
 
     def open(self, bucket: str, key: str) -> tuple[StoredObject, BinaryIO]:
         with self._lock:
             obj = self.head(bucket, key)
+            if key not in self._index[bucket]:
+                return obj, BytesIO(self._synthetic[bucket].body(key))
             return obj, open(self.data_path(bucket, key), "rb")
 
     def delete(self, bucket: str, key: str) -> bool:
         with self._lock:
             objs = self._objects(bucket)
+            syn = self._synthetic.get(bucket)
+            generated = syn is not None and syn.delete(key)
             if objs.pop(key, None) is None:
-                return False
+                return generated
             self._sorted[bucket] = None
             self.data_path(bucket, key).unlink(missing_ok=True)
             (self.root / bucket / (_name(key) + ".json")).unlink(missing_ok=True)
@@ -282,38 +301,21 @@ class DiskBuckets:
             if keys is None:
                 keys = sorted(objs)
                 self._sorted[bucket] = keys
-        contents: list[StoredObject] = []
-        prefixes: list[str] = []
-        i = bisect_right(keys, after) if after else 0
-        if delimiter and after.endswith(delimiter) and after.startswith(prefix):
-            i = bisect_right(keys, after + "\U0010ffff")  # the marker was a common prefix: skip all below it
-        last = ""
-        while i < len(keys):
-            key = keys[i]
-            if not key.startswith(prefix):
-                if key > prefix:
-                    break
-                i += 1
-                continue
-            if len(contents) + len(prefixes) >= max_keys:
-                return contents, prefixes, True, last
-            if delimiter:
-                pos = key.find(delimiter, len(prefix))
-                if pos >= 0:
-                    common = key[: pos + len(delimiter)]
-                    prefixes.append(common)
-                    last = common
-                    i = bisect_right(keys, common + "\U0010ffff")
-                    continue
-            obj = objs.get(key)
-            if obj is not None:
-                contents.append(obj)
-                last = key
-            i += 1
-        return contents, prefixes, False, last
+            syn = self._synthetic.get(bucket)
+        page = page_of(keys, objs.get, prefix, after, delimiter, max_keys)
+        if syn is None:
+            return page
+
+        def generated(key: str) -> StoredObject | None:
+            return None if key in objs else syn.lookup(key)  # a written object hides the generated one
+
+        return merge_pages(page, page_of(syn.keys, generated, prefix, after, delimiter, max_keys), max_keys)
 
     def iter_keys(self, bucket: str) -> Iterator[str]:
-        yield from sorted(self._objects(bucket))
+        objs = self._objects(bucket)
+        syn = self._synthetic.get(bucket)
+        generated = () if syn is None else (k for k in syn.keys if k not in objs and syn.lookup(k) is not None)
+        yield from merge(sorted(objs), generated)
 
     # ---- multipart ------------------------------------------------------------------------------
     def create_upload(

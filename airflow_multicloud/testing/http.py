@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from airflow_multicloud.testing.disk import DiskBuckets
 from airflow_multicloud.testing.faults import Faults
 from airflow_multicloud.testing.locks import LockRegistry
+from airflow_multicloud.testing.synthetic import SyntheticSpec
 
 log = logging.getLogger(__name__)
 
@@ -398,3 +399,12 @@ class DiskBackedService:
     def corrupt(self, bucket: str, key: str, offset: int = 0) -> None:
         """Flip one stored byte without updating checksums."""
         self.server.buckets.corrupt(bucket, key, offset)
+
+    def create_bucket(self, name: str | None = None) -> str:
+        raise NotImplementedError
+
+    def synthetic_bucket(self, spec: SyntheticSpec, name: str | None = None) -> str:
+        """A new bucket that also holds the generated objects of ``spec`` (see :mod:`.synthetic`); its name."""
+        bucket = self.create_bucket(name)
+        self.server.buckets.declare_synthetic(bucket, spec)
+        return bucket
