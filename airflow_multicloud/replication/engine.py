@@ -16,7 +16,14 @@ from typing import Any
 from airflow_multicloud import arguments
 from airflow_multicloud.errors import InvalidArgumentError, MulticloudError, StoreError
 from airflow_multicloud.replication.copy import CopyOptions, copy_object
-from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, manifest_record, write_manifest
+from airflow_multicloud.replication.manifest import (
+    DEFAULT_MANIFEST_DIR,
+    DELETED,
+    Kind,
+    ManifestWriter,
+    manifest_key,
+    manifest_record,
+)
 from airflow_multicloud.replication.model import (
     Location,
     Mode,
@@ -30,6 +37,7 @@ from airflow_multicloud.replication.model import (
 )
 from airflow_multicloud.replication.plan import Filters, invalid_keys, plan_copy
 from airflow_multicloud.replication.progress import Progress
+from airflow_multicloud.replication.retention import Retention, maintain
 from airflow_multicloud.replication.retry import with_retries
 from airflow_multicloud.replication.uploads import clean_uploads
 
@@ -67,6 +75,7 @@ class ReplicationOptions:
     :param workers: objects copied at once; ``large_workers`` of them at most may be multipart uploads.
     :param dry_run: plan and report, write nothing.
     :param allow_empty: an empty source is an error unless this is set.
+    :param retention: how many manifests each replica keeps, and how often they are consolidated.
     :param stale_upload_age: unfinished multipart uploads under a destination older than this are aborted (and
         reported) before the run, as are those whose source object is gone; younger ones may belong to a run
         still writing them, or be resumed by this one. Seconds, or a timedelta.
@@ -87,6 +96,7 @@ class ReplicationOptions:
     progress_interval: float = 10.0
     run_id: str = ""
     stale_upload_age: timedelta = timedelta(hours=24)
+    retention: Retention = field(default_factory=Retention)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_choice(Mode, self.mode, "mode"))
@@ -262,7 +272,7 @@ def replicate(
         return summary
     _check_max_delete(destinations, deletes, options, summary)
     try:
-        _copy_and_record(source, destinations, plan, options, summary, shard)
+        _copy_and_record(source, destinations, plan, options, summary, shard, deletes)
         if options.mode is Mode.MIRROR:
             _mirror_deletes(destinations, deletes, options, summary)
     except Exception as exc:
@@ -290,27 +300,41 @@ def _copy_and_record(
     options: ReplicationOptions,
     summary: RunSummary,
     shard: str | None,
+    deletes: dict[int, list[str]],
 ) -> None:
-    """Copy, then write one manifest per destination (retried like copies; one that still fails is a failure)."""
+    """Copy, then write one manifest per destination (retried like copies; one that still fails is a failure)
+    holding what this run changed: a skip resting on an earlier manifest record is in the chain already."""
     copied = run_plan(source, destinations, plan.entries, options)
     by_dest = _results_by_dest(plan.entries, copied, plan, len(destinations))
+    # the deletions a mirror is about to make (only when every copy verified) end the older records of those keys
+    will_delete = not any(r.status == "failed" for rows in by_dest for _, r in rows)
     for d, dest in enumerate(destinations):
         rows = by_dest[d]
         _tally(summary, dest, rows)
         header = {
+            "kind": Kind.RUN.value,
             "source": source.uri,
             "destination": dest.uri,
             "complete": shard is None,
             "shard": shard,
             "mode": options.mode.value,
         }
-        records = [manifest_record(e.obj, r) for e, r in rows]
-        write = partial(write_manifest, dest, summary.run_id, header, records, options.manifest_dir)
+        key = manifest_key(dest, summary.run_id, Kind.RUN, options.manifest_dir)
+        writer = ManifestWriter(dest, key, {"run_id": summary.run_id, **header})
         try:
-            summary.manifests.append(with_retries(write, f"write the manifest of {dest.uri}", options.copy))
+            for e, r in rows:
+                if r.status != "skipped" or "previous-manifest" not in r.verified_by:
+                    writer.add(manifest_record(e.obj, r))
+            for rel in deletes.get(d, []) if will_delete else []:
+                writer.add({"key": rel, "status": DELETED})
+            summary.manifests.append(with_retries(writer.upload, f"write the manifest of {dest.uri}", options.copy))
         except StoreError as exc:
             summary.failed += 1
             summary.failed_keys.append(f"manifest for {dest.uri} ({exc})")
+            continue
+        finally:
+            writer.close()
+        maintain(dest, summary.run_id, options.retention, options.manifest_dir)
 
 
 def _tally_plan(
