@@ -242,11 +242,10 @@ def replicate(
             manifest_dir=options.manifest_dir,
         )
     summary = RunSummary(run_id, source.uri, [d.uri for d in destinations], dry_run=options.dry_run)
-    summary.objects = len(plan.entries)
-    summary.bytes = sum(e.obj.size for e in plan.entries)
+    summary.objects, summary.bytes = plan.objects, plan.bytes
     summary.invalid_keys = invalid_keys(plan, destinations)
     summary.reserved_skipped, summary.unlisted = len(plan.reserved), list(plan.unlisted)
-    if not plan.entries and not options.allow_empty and shard is None:
+    if not plan.objects and not options.allow_empty and shard is None:
         raise ValueError(
             f"source {source.uri} holds no objects (after filters): check the prefix and the date partition, "
             "or pass allow_empty=True if an empty dataset is expected"
@@ -310,7 +309,7 @@ def _copy_and_record(
     will_delete = not any(r.status == "failed" for rows in by_dest for _, r in rows)
     for d, dest in enumerate(destinations):
         rows = by_dest[d]
-        _tally(summary, dest, rows)
+        _tally(summary, dest, rows, plan.skipped.get(d, 0))
         header = {
             "kind": Kind.RUN.value,
             "source": source.uri,
@@ -334,7 +333,9 @@ def _copy_and_record(
             continue
         finally:
             writer.close()
-        maintain(dest, summary.run_id, options.retention, options.manifest_dir)
+        # a plan made in this run listed the manifests already; a shard's plan came without them
+        known = [*plan.manifests[d], key] if d in plan.manifests else None
+        maintain(dest, summary.run_id, options.retention, options.manifest_dir, known)
 
 
 def _tally_plan(
@@ -348,7 +349,7 @@ def _tally_plan(
             {
                 "destination": dest.uri,
                 "copied": actions.count(PlanAction.COPY),
-                "skipped": actions.count(PlanAction.SKIP),
+                "skipped": actions.count(PlanAction.SKIP) + plan.skipped.get(d, 0),
                 "failed": actions.count(PlanAction.INVALID_KEY),
                 "conflicts": actions.count(PlanAction.CONFLICT),
                 "copied_bytes": sum(e.obj.size for e in plan.entries if e.actions.get(d) == "copy"),
@@ -379,8 +380,13 @@ def _check_max_delete(
     )
 
 
-def _tally(summary: RunSummary, dest: Location, rows: Sequence[tuple[PlanEntry, ObjectResult]]) -> None:
+def _tally(
+    summary: RunSummary, dest: Location, rows: Sequence[tuple[PlanEntry, ObjectResult]], held_skips: int
+) -> None:
+    """Count one destination's results; ``held_skips``: skips the plan only counted (no entry)."""
     counts = {status: sum(1 for _, r in rows if r.status == status) for status in ("copied", "skipped", "failed")}
+    counts["skipped"] += held_skips
+    summary.skipped += held_skips
     counts["conflicts"] = sum(1 for _, r in rows if r.status == "conflict")
     counts["copied_bytes"] = sum(r.size for _, r in rows if r.status == "copied")
     summary.per_destination.append({"destination": dest.uri, **counts, "deleted": 0})

@@ -52,12 +52,22 @@ class Retention:
         arguments.whole("consolidate_every", self.consolidate_every, 1)
 
 
-def maintain(dest: Location, run_id: str, retention: Retention, manifest_dir: str = DEFAULT_MANIFEST_DIR) -> str | None:
+def maintain(
+    dest: Location,
+    run_id: str,
+    retention: Retention,
+    manifest_dir: str = DEFAULT_MANIFEST_DIR,
+    names: list[str] | None = None,
+) -> str | None:
     """Consolidate the chain when it is due, then prune; return the consolidated manifest's URI if one was
-    written. Housekeeping only: a failure is logged (a longer chain costs reading time, never a wrong skip)."""
+    written. Housekeeping only: a failure is logged (a longer chain costs reading time, never a wrong skip).
+
+    ``names``: the manifest keys there, where the caller knows them (the run's plan listed them), else listed.
+    """
     store = dest.store
     try:
-        names = [o.key for o in store.list(manifest_prefix(dest, manifest_dir)) if is_manifest(o.key)]
+        if names is None:
+            names = [o.key for o in store.list(manifest_prefix(dest, manifest_dir)) if is_manifest(o.key)]
         base, newer, covered = chain(store, names)
         if not newer or (base is not None and len(newer) < retention.consolidate_every):
             return None
