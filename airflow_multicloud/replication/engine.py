@@ -5,25 +5,17 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
-from threading import Semaphore
-from typing import Any
+from threading import Lock, Semaphore
 
 from airflow_multicloud import arguments
 from airflow_multicloud.errors import InvalidArgumentError, MulticloudError, StoreError
 from airflow_multicloud.replication.copy import CopyOptions, copy_object
-from airflow_multicloud.replication.manifest import (
-    DEFAULT_MANIFEST_DIR,
-    DELETED,
-    Kind,
-    ManifestWriter,
-    manifest_key,
-    manifest_record,
-)
+from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
 from airflow_multicloud.replication.model import (
     Location,
     Mode,
@@ -37,6 +29,7 @@ from airflow_multicloud.replication.model import (
 )
 from airflow_multicloud.replication.plan import Filters, invalid_keys, plan_copy
 from airflow_multicloud.replication.progress import Progress
+from airflow_multicloud.replication.record import KEY_SAMPLE, Recorder, note
 from airflow_multicloud.replication.retention import Retention, maintain
 from airflow_multicloud.replication.retry import with_retries
 from airflow_multicloud.replication.uploads import clean_uploads
@@ -151,65 +144,47 @@ def run_plan(
     destinations: Sequence[Location],
     entries: Sequence[PlanEntry],
     options: ReplicationOptions,
-) -> list[tuple[PlanEntry, list[ObjectResult]]]:
-    """Copy what the entries say, in parallel; skipped destinations get a 'skipped' result."""
-    todo = [e for e in entries if "copy" in e.actions.values()]
+    record: Callable[[PlanEntry, list[ObjectResult]], None],
+) -> None:
+    """Copy what the entries say, ``workers`` at once, handing each entry and its copies' results to ``record``
+    as they complete (one call at a time; an entry with no copy to make gets no results). At most twice
+    ``workers`` copies wait or run at once, so nothing grows with the number of entries."""
+    todo = [e for e in entries if PlanAction.COPY in e.actions.values()]
     big = Semaphore(options.large_workers)
+    slots = Semaphore(2 * options.workers)
+    lock = Lock()
+    errors: list[BaseException] = []
     threshold = min(d.store.transfer.multipart_threshold for d in destinations)
     progress = Progress(len(todo), sum(e.obj.size for e in todo), options.progress_interval)
 
-    def one(entry: PlanEntry) -> tuple[PlanEntry, list[ObjectResult]]:
-        targets = [(d, destinations[d]) for d, a in sorted(entry.actions.items()) if a == "copy"]
-        if entry.obj.size >= threshold:
-            with big:
+    def one(entry: PlanEntry) -> None:
+        try:
+            targets = [(d, destinations[d]) for d, a in sorted(entry.actions.items()) if a == PlanAction.COPY]
+            if entry.obj.size >= threshold:
+                with big:
+                    done = copy_object(source, targets, entry.obj, options.copy)
+            else:
                 done = copy_object(source, targets, entry.obj, options.copy)
-        else:
-            done = copy_object(source, targets, entry.obj, options.copy)
-        progress.add(entry.obj.size, failed=any(r.status == "failed" for r in done))
-        return entry, done
+            progress.add(entry.obj.size, failed=any(r.status == "failed" for r in done))
+            with lock:
+                record(entry, done)
+        except BaseException as exc:  # raised in the caller once the copies in flight end
+            errors.append(exc)
+        finally:
+            slots.release()
 
     with progress, ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="copy") as pool:
-        copied = list(pool.map(one, todo))
-    return copied
-
-
-def _results_by_dest(
-    plan_entries: Sequence[PlanEntry], copied: Sequence[tuple[PlanEntry, list[ObjectResult]]], plan: Plan, n: int
-) -> list[list[tuple[PlanEntry, ObjectResult]]]:
-    by_dest: list[list[tuple[PlanEntry, ObjectResult]]] = [[] for _ in range(n)]
-    done = {id(e): rs for e, rs in copied}
-    for entry in plan_entries:
-        results = {r.destination: r for r in done.get(id(entry), [])}
-        for d, action in entry.actions.items():
-            if action == PlanAction.COPY:
-                by_dest[d].append((entry, results[d]))
-            elif action == PlanAction.INVALID_KEY:
-                why = entry.reasons.get(d, "invalid key")
-                by_dest[d].append((entry, ObjectResult(entry.obj.rel, d, "failed", entry.obj.size, error=why)))
-            else:
-                prev = plan.previous.get(d, {}).get(entry.obj.rel, {})
-                by_dest[d].append((entry, _unchanged_result(entry, d, action, prev)))
-    return by_dest
-
-
-def _unchanged_result(entry: PlanEntry, d: int, action: str, prev: dict[str, Any]) -> ObjectResult:
-    """A skipped or conflicting object: a skip rests on the earlier verified copy, so its record carries that
-    copy's checksums, source proof and replica version forward (validation counts a record only with them)."""
-    held: dict[str, Any] = {"crc64": prev.get("crc64"), "md5": prev.get("md5"), "dest_etag": prev.get("dest_etag")}
-    if action != PlanAction.SKIP:
-        return ObjectResult(entry.obj.rel, d, "conflict", entry.obj.size, **held)
-    proofs = [v for v in prev.get("verified_by") or () if isinstance(v, str) and v.startswith("source-")]
-    proof = prev.get("source_proof") or (proofs[0] if proofs else None)
-    return ObjectResult(
-        entry.obj.rel,
-        d,
-        "skipped",
-        entry.obj.size,
-        **held,
-        verified_by=[proof, "previous-manifest"] if proof else ["previous-manifest" if prev else "metadata"],
-        source_proof=proof,
-        dest_last_modified=prev.get("dest_last_modified"),
-    )
+        for entry in entries:
+            if errors:
+                break
+            if PlanAction.COPY not in entry.actions.values():
+                with lock:
+                    record(entry, [])
+                continue
+            slots.acquire()
+            pool.submit(one, entry)
+    if errors:
+        raise errors[0]
 
 
 def replicate(
@@ -301,41 +276,27 @@ def _copy_and_record(
     shard: str | None,
     deletes: dict[int, list[str]],
 ) -> None:
-    """Copy, then write one manifest per destination (retried like copies; one that still fails is a failure)
-    holding what this run changed: a skip resting on an earlier manifest record is in the chain already."""
-    copied = run_plan(source, destinations, plan.entries, options)
-    by_dest = _results_by_dest(plan.entries, copied, plan, len(destinations))
-    # the deletions a mirror is about to make (only when every copy verified) end the older records of those keys
-    will_delete = not any(r.status == "failed" for rows in by_dest for _, r in rows)
-    for d, dest in enumerate(destinations):
-        rows = by_dest[d]
-        _tally(summary, dest, rows, plan.skipped.get(d, 0))
-        header = {
-            "kind": Kind.RUN.value,
-            "source": source.uri,
-            "destination": dest.uri,
-            "complete": shard is None,
-            "shard": shard,
-            "mode": options.mode.value,
-        }
-        key = manifest_key(dest, summary.run_id, Kind.RUN, options.manifest_dir)
-        writer = ManifestWriter(dest, key, {"run_id": summary.run_id, **header})
-        try:
-            for e, r in rows:
-                if r.status != "skipped" or "previous-manifest" not in r.verified_by:
-                    writer.add(manifest_record(e.obj, r))
-            for rel in deletes.get(d, []) if will_delete else []:
-                writer.add({"key": rel, "status": DELETED})
-            summary.manifests.append(with_retries(writer.upload, f"write the manifest of {dest.uri}", options.copy))
-        except StoreError as exc:
-            summary.failed += 1
-            summary.failed_keys.append(f"manifest for {dest.uri} ({exc})")
-            continue
-        finally:
-            writer.close()
-        # a plan made in this run listed the manifests already; a shard's plan came without them
-        known = [*plan.manifests[d], key] if d in plan.manifests else None
-        maintain(dest, summary.run_id, options.retention, options.manifest_dir, known)
+    """Copy, streaming each result into the summary and its destination's manifest; then send the manifests
+    (retried like copies; one that still fails is a failure) and keep each replica's chain in shape."""
+    header = {"complete": shard is None, "shard": shard, "mode": options.mode.value}
+    recorder = Recorder(source, destinations, plan, summary, header, options.manifest_dir)
+    try:
+        run_plan(source, destinations, plan.entries, options, recorder.add)
+        failed = summary.failed
+        for d, (dest, writer) in enumerate(zip(destinations, recorder.writers, strict=True)):
+            if not failed:  # a mirror deletes only once every copy verified
+                recorder.deleting(d, deletes.get(d, []))
+            try:
+                summary.manifests.append(with_retries(writer.upload, f"write the manifest of {dest.uri}", options.copy))
+            except StoreError as exc:
+                summary.failed += 1
+                note(summary.failed_keys, f"manifest for {dest.uri} ({exc})")
+                continue
+            # a plan made in this run listed the manifests already; a shard's plan came without them
+            known = [*plan.manifests[d], writer.key] if d in plan.manifests else None
+            maintain(dest, summary.run_id, options.retention, options.manifest_dir, known)
+    finally:
+        recorder.close()
 
 
 def _tally_plan(
@@ -362,7 +323,7 @@ def _tally_plan(
     summary.skipped = plan.count("skip")
     summary.conflicts = plan.count("conflict")
     summary.deleted = sum(len(x) for x in deletes.values())
-    summary.failed, summary.failed_keys = len(summary.invalid_keys), list(summary.invalid_keys)
+    summary.failed, summary.failed_keys = len(summary.invalid_keys), summary.invalid_keys[:KEY_SAMPLE]
 
 
 def _check_max_delete(
@@ -378,31 +339,6 @@ def _check_max_delete(
         f"{', '.join(sample[:3])}), or raise max_delete deliberately.",
         summary,
     )
-
-
-def _tally(
-    summary: RunSummary, dest: Location, rows: Sequence[tuple[PlanEntry, ObjectResult]], held_skips: int
-) -> None:
-    """Count one destination's results; ``held_skips``: skips the plan only counted (no entry)."""
-    counts = {status: sum(1 for _, r in rows if r.status == status) for status in ("copied", "skipped", "failed")}
-    counts["skipped"] += held_skips
-    summary.skipped += held_skips
-    counts["conflicts"] = sum(1 for _, r in rows if r.status == "conflict")
-    counts["copied_bytes"] = sum(r.size for _, r in rows if r.status == "copied")
-    summary.per_destination.append({"destination": dest.uri, **counts, "deleted": 0})
-    for entry, r in rows:
-        uri = dest.store.uri(dest.key(entry.obj.rel))
-        if r.status == "copied":
-            summary.copied += 1
-            summary.copied_bytes += r.size
-        elif r.status == "skipped":
-            summary.skipped += 1
-        elif r.status == "conflict":
-            summary.conflicts += 1
-            summary.conflict_keys.append(uri)
-        else:
-            summary.failed += 1
-            summary.failed_keys.append(f"{uri} ({r.error})")
 
 
 def _mirror_deletes(

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from airflow_multicloud.replication.engine import ReplicationOptions, replicate
+from airflow_multicloud.errors import AccessDeniedError
+from airflow_multicloud.replication.copy import CopyOptions
+from airflow_multicloud.replication.engine import ReplicationError, ReplicationOptions, replicate
 from airflow_multicloud.replication.manifest import Kind, ManifestWriter, manifest_key
 from airflow_multicloud.replication.merge import ListingOrderError
 from airflow_multicloud.replication.model import Location, PlanAction
 from airflow_multicloud.replication.plan import Filters, plan_copy
+from airflow_multicloud.replication.record import KEY_SAMPLE
 from airflow_multicloud.stores.base import ObjectInfo
 from airflow_multicloud.stores.local import LocalStore
 
@@ -118,3 +121,21 @@ def test_a_no_op_rerun_plan_of_100k_objects_holds_nothing_per_object(tmp_path: P
     assert (plan.objects, plan.skipped, plan.entries, plan.extras) == (N, {0: N}, [], {0: []})
     # the listings read ahead take a few MB; the plan before streaming held ~4 KB per object (~400 MB here)
     assert peak < 20 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_failures_are_counted_with_a_bounded_sample_of_keys(tmp_path: Path) -> None:
+    class Refusing(LocalStore):
+        """Every read is refused (a permission the source lacks): every copy fails, and nothing is retried."""
+
+        def read(self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 2**20) -> Iterator[bytes]:
+            raise AccessDeniedError(f"{key}: access denied")
+
+    files = {f"f{i:03d}": b"x" for i in range(KEY_SAMPLE + 30)}
+    tree(tmp_path / "src", files)
+    source = Location(Refusing(str(tmp_path / "src")), "")
+    opts = ReplicationOptions(progress_interval=0, copy=CopyOptions(object_retries=0, server_side=False))
+    with pytest.raises(ReplicationError) as err:
+        replicate(source, [tree(tmp_path / "dst", {})], opts)
+    summary = err.value.summary
+    assert summary.failed == len(files) and len(summary.failed_keys) == KEY_SAMPLE
+    assert all("access denied" in k for k in summary.failed_keys)
