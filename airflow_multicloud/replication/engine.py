@@ -14,6 +14,7 @@ from threading import Lock, Semaphore
 
 from airflow_multicloud import arguments
 from airflow_multicloud.errors import InvalidArgumentError, MulticloudError, StoreError
+from airflow_multicloud.replication.consolidate import ManifestRetention, maintain
 from airflow_multicloud.replication.copy import CopyOptions, copy_object
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
 from airflow_multicloud.replication.model import (
@@ -30,7 +31,6 @@ from airflow_multicloud.replication.model import (
 from airflow_multicloud.replication.plan import Filters, invalid_keys, plan_copy
 from airflow_multicloud.replication.progress import Progress
 from airflow_multicloud.replication.record import KEY_SAMPLE, Recorder, note
-from airflow_multicloud.replication.retention import Retention, maintain
 from airflow_multicloud.replication.retry import with_retries
 from airflow_multicloud.replication.uploads import clean_uploads
 
@@ -68,7 +68,7 @@ class ReplicationOptions:
     :param workers: objects copied at once; ``large_workers`` of them at most may be multipart uploads.
     :param dry_run: plan and report, write nothing.
     :param allow_empty: an empty source is an error unless this is set.
-    :param retention: how many manifests each replica keeps, and how often they are consolidated.
+    :param manifest_retention: how many manifests each replica keeps, and how often they are consolidated.
     :param stale_upload_age: unfinished multipart uploads under a destination older than this are aborted (and
         reported) before the run, as are those whose source object is gone; younger ones may belong to a run
         still writing them, or be resumed by this one. Seconds, or a timedelta.
@@ -89,7 +89,7 @@ class ReplicationOptions:
     progress_interval: float = 10.0
     run_id: str = ""
     stale_upload_age: timedelta = timedelta(hours=24)
-    retention: Retention = field(default_factory=Retention)
+    manifest_retention: ManifestRetention = field(default_factory=ManifestRetention)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_choice(Mode, self.mode, "mode"))
@@ -294,7 +294,7 @@ def _copy_and_record(
                 continue
             # a plan made in this run listed the manifests already; a shard's plan came without them
             known = [*plan.manifests[d], writer.key] if d in plan.manifests else None
-            maintain(dest, summary.run_id, options.retention, options.manifest_dir, known)
+            maintain(dest, summary.run_id, options.manifest_retention, options.manifest_dir, known)
     finally:
         recorder.close()
 

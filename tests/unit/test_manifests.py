@@ -7,6 +7,7 @@ import json
 import random
 from pathlib import Path
 
+from airflow_multicloud.replication.consolidate import ManifestRetention
 from airflow_multicloud.replication.engine import ReplicationOptions, replicate
 from airflow_multicloud.replication.manifest import (
     Kind,
@@ -18,7 +19,6 @@ from airflow_multicloud.replication.manifest import (
     sorted_lines,
 )
 from airflow_multicloud.replication.model import Location
-from airflow_multicloud.replication.retention import Retention
 from airflow_multicloud.stores.local import LocalStore
 
 MANIFESTS = "_multicloud/manifests/"
@@ -70,7 +70,7 @@ def test_chain_is_consolidated_pruned_and_a_rerun_after_pruning_copies_nothing(t
     src.mkdir()
     for i in range(20):
         (src / f"f{i:02d}.bin").write_bytes(b"v0-%d" % i)
-    opts = ReplicationOptions(progress_interval=0, retention=Retention(keep=2, consolidate_every=3))
+    opts = ReplicationOptions(progress_interval=0, manifest_retention=ManifestRetention(keep=2, consolidate_every=3))
     first = replicate(loc(src), [loc(dst)], opts)
     assert first.copied == 20
     for run in range(1, 12):

@@ -36,7 +36,7 @@ _TOMBSTONE = f'"status": "{DELETED}"'.encode()
 
 
 @dataclass(frozen=True)
-class Retention:
+class ManifestRetention:
     """How many manifests a replica keeps.
 
     :param keep: run manifests kept besides the consolidated one (the newest ones: what the last runs did).
@@ -55,7 +55,7 @@ class Retention:
 def maintain(
     dest: Location,
     run_id: str,
-    retention: Retention,
+    retention: ManifestRetention,
     manifest_dir: str = DEFAULT_MANIFEST_DIR,
     names: list[str] | None = None,
 ) -> str | None:
