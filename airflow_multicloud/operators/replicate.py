@@ -298,12 +298,12 @@ class PlanReplicationOperator(ReplicateDatasetOperator):
             overwrite=self.options.overwrite,
             manifest_dir=self.options.manifest_dir,
         )
-        if not plan.entries and not self.options.allow_empty:
+        if not plan.objects and not self.options.allow_empty:
             raise ValueError(f"source {source.uri} holds no objects: check the prefix, or set allow_empty=True")
         parts = [p for p in plan.shard(self.shards) if p]
         self.log.info(
             "%d objects, %d copies to make in %d shards, %d skipped",
-            len(plan.entries),
+            plan.objects,
             plan.count("copy"),
             len(parts),
             plan.count("skip"),

@@ -98,7 +98,7 @@ def estimate(
     """
     table = pricing or load_pricing()
     src = _Side(source.store.scheme, region_class(source))
-    src.requests.list = max(1, math.ceil(len(plan.entries) / LIST_PAGE))
+    src.requests.list = max(1, math.ceil(plan.objects / LIST_PAGE))
     threshold = min(d.store.transfer.multipart_threshold for d in destinations)
     todo = plan.to_copy
     src.requests.get = len(todo)
@@ -114,9 +114,9 @@ def estimate(
     sides = [src]
     for d, dest in enumerate(destinations):
         side = _Side(dest.store.scheme, region_class(dest))
-        existing = sum(1 for e in plan.entries if e.actions.get(d) in ("skip", "conflict")) + len(
-            plan.extras.get(d, [])
-        )
+        # objects skipped everywhere on an earlier record are only counted in the plan, not kept as entries
+        existing = sum(1 for e in plan.entries if e.actions.get(d) in ("skip", "conflict")) + plan.skipped.get(d, 0)
+        existing += len(plan.extras.get(d, []))
         r = side.requests
         r.list = max(1, math.ceil(existing / LIST_PAGE))
         r.multipart = 1  # the sweep of stale multipart uploads before the run

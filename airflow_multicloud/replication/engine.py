@@ -5,19 +5,19 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
-from threading import Semaphore
-from typing import Any
+from threading import Lock, Semaphore
 
 from airflow_multicloud import arguments
 from airflow_multicloud.errors import InvalidArgumentError, MulticloudError, StoreError
 from airflow_multicloud.replication import cost as costs
+from airflow_multicloud.replication.consolidate import ManifestRetention, maintain
 from airflow_multicloud.replication.copy import CopyOptions, copy_object
-from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, manifest_record, write_manifest
+from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
 from airflow_multicloud.replication.model import (
     Location,
     Mode,
@@ -31,6 +31,7 @@ from airflow_multicloud.replication.model import (
 )
 from airflow_multicloud.replication.plan import Filters, invalid_keys, plan_copy
 from airflow_multicloud.replication.progress import Progress
+from airflow_multicloud.replication.record import KEY_SAMPLE, Recorder, note
 from airflow_multicloud.replication.retention import (
     locked_as_conflicts,
     parse_retention,
@@ -79,6 +80,7 @@ class ReplicationOptions:
     :param require_immutable: refuse to start unless every destination can hold the retention (or has a lock).
     :param max_cost: refuse to start when the estimated cost is above this (currency of the pricing table).
     :param pricing: path of a JSON pricing table replacing the shipped one.
+    :param manifest_retention: how many manifests each replica keeps, and how often they are consolidated.
     :param stale_upload_age: unfinished multipart uploads under a destination older than this are aborted (and
         reported) before the run, as are those whose source object is gone; younger ones may belong to a run
         still writing them, or be resumed by this one. Seconds, or a timedelta.
@@ -104,6 +106,7 @@ class ReplicationOptions:
     max_cost: float | None = None
     pricing: str | None = None
     stale_upload_age: timedelta = timedelta(hours=24)
+    manifest_retention: ManifestRetention = field(default_factory=ManifestRetention)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_choice(Mode, self.mode, "mode"))
@@ -158,65 +161,47 @@ def run_plan(
     destinations: Sequence[Location],
     entries: Sequence[PlanEntry],
     options: ReplicationOptions,
-) -> list[tuple[PlanEntry, list[ObjectResult]]]:
-    """Copy what the entries say, in parallel; skipped destinations get a 'skipped' result."""
-    todo = [e for e in entries if "copy" in e.actions.values()]
+    record: Callable[[PlanEntry, list[ObjectResult]], None],
+) -> None:
+    """Copy what the entries say, ``workers`` at once, handing each entry and its copies' results to ``record``
+    as they complete (one call at a time; an entry with no copy to make gets no results). At most twice
+    ``workers`` copies wait or run at once, so nothing grows with the number of entries."""
+    todo = [e for e in entries if PlanAction.COPY in e.actions.values()]
     big = Semaphore(options.large_workers)
+    slots = Semaphore(2 * options.workers)
+    lock = Lock()
+    errors: list[BaseException] = []
     threshold = min(d.store.transfer.multipart_threshold for d in destinations)
     progress = Progress(len(todo), sum(e.obj.size for e in todo), options.progress_interval)
 
-    def one(entry: PlanEntry) -> tuple[PlanEntry, list[ObjectResult]]:
-        targets = [(d, destinations[d]) for d, a in sorted(entry.actions.items()) if a == "copy"]
-        if entry.obj.size >= threshold:
-            with big:
+    def one(entry: PlanEntry) -> None:
+        try:
+            targets = [(d, destinations[d]) for d, a in sorted(entry.actions.items()) if a == PlanAction.COPY]
+            if entry.obj.size >= threshold:
+                with big:
+                    done = copy_object(source, targets, entry.obj, options.copy)
+            else:
                 done = copy_object(source, targets, entry.obj, options.copy)
-        else:
-            done = copy_object(source, targets, entry.obj, options.copy)
-        progress.add(entry.obj.size, failed=any(r.status == "failed" for r in done))
-        return entry, done
+            progress.add(entry.obj.size, failed=any(r.status == "failed" for r in done))
+            with lock:
+                record(entry, done)
+        except BaseException as exc:  # raised in the caller once the copies in flight end
+            errors.append(exc)
+        finally:
+            slots.release()
 
     with progress, ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="copy") as pool:
-        copied = list(pool.map(one, todo))
-    return copied
-
-
-def _results_by_dest(
-    plan_entries: Sequence[PlanEntry], copied: Sequence[tuple[PlanEntry, list[ObjectResult]]], plan: Plan, n: int
-) -> list[list[tuple[PlanEntry, ObjectResult]]]:
-    by_dest: list[list[tuple[PlanEntry, ObjectResult]]] = [[] for _ in range(n)]
-    done = {id(e): rs for e, rs in copied}
-    for entry in plan_entries:
-        results = {r.destination: r for r in done.get(id(entry), [])}
-        for d, action in entry.actions.items():
-            if action == PlanAction.COPY:
-                by_dest[d].append((entry, results[d]))
-            elif action == PlanAction.INVALID_KEY:
-                why = entry.reasons.get(d, "invalid key")
-                by_dest[d].append((entry, ObjectResult(entry.obj.rel, d, "failed", entry.obj.size, error=why)))
-            else:
-                prev = plan.previous.get(d, {}).get(entry.obj.rel, {})
-                by_dest[d].append((entry, _unchanged_result(entry, d, action, prev)))
-    return by_dest
-
-
-def _unchanged_result(entry: PlanEntry, d: int, action: str, prev: dict[str, Any]) -> ObjectResult:
-    """A skipped or conflicting object: a skip rests on the earlier verified copy, so its record carries that
-    copy's checksums, source proof and replica version forward (validation counts a record only with them)."""
-    held: dict[str, Any] = {"crc64": prev.get("crc64"), "md5": prev.get("md5"), "dest_etag": prev.get("dest_etag")}
-    if action != PlanAction.SKIP:
-        return ObjectResult(entry.obj.rel, d, "conflict", entry.obj.size, **held)
-    proofs = [v for v in prev.get("verified_by") or () if isinstance(v, str) and v.startswith("source-")]
-    proof = prev.get("source_proof") or (proofs[0] if proofs else None)
-    return ObjectResult(
-        entry.obj.rel,
-        d,
-        "skipped",
-        entry.obj.size,
-        **held,
-        verified_by=[proof, "previous-manifest"] if proof else ["previous-manifest" if prev else "metadata"],
-        source_proof=proof,
-        dest_last_modified=prev.get("dest_last_modified"),
-    )
+        for entry in entries:
+            if errors:
+                break
+            if PlanAction.COPY not in entry.actions.values():
+                with lock:
+                    record(entry, [])
+                continue
+            slots.acquire()
+            pool.submit(one, entry)
+    if errors:
+        raise errors[0]
 
 
 def replicate(
@@ -255,15 +240,14 @@ def replicate(
             manifest_dir=options.manifest_dir,
         )
     summary = RunSummary(run_id, source.uri, [d.uri for d in destinations], dry_run=options.dry_run)
-    summary.objects = len(plan.entries)
-    summary.bytes = sum(e.obj.size for e in plan.entries)
+    summary.objects, summary.bytes = plan.objects, plan.bytes
     summary.retention = protection
     summary.cost = costs.estimate(
         source, destinations, plan, pricing=costs.load_pricing(options.pricing), retention_checked=bool(protection)
     )
     summary.invalid_keys = invalid_keys(plan, destinations)
     summary.reserved_skipped, summary.unlisted = len(plan.reserved), list(plan.unlisted)
-    if not plan.entries and not options.allow_empty and shard is None:
+    if not plan.objects and not options.allow_empty and shard is None:
         raise ValueError(
             f"source {source.uri} holds no objects (after filters): check the prefix and the date partition, "
             "or pass allow_empty=True if an empty dataset is expected"
@@ -291,7 +275,7 @@ def replicate(
         return summary
     _check_max_delete(destinations, deletes, options, summary)
     try:
-        _copy_and_record(source, destinations, plan, options, summary, shard)
+        _copy_and_record(source, destinations, plan, options, summary, shard, deletes)
         if options.mode is Mode.MIRROR:
             _mirror_deletes(destinations, deletes, options, summary)
     except Exception as exc:
@@ -319,28 +303,34 @@ def _copy_and_record(
     options: ReplicationOptions,
     summary: RunSummary,
     shard: str | None,
+    deletes: dict[int, list[str]],
 ) -> None:
-    """Copy, then write one manifest per destination (retried like copies; one that still fails is a failure)."""
-    copied = run_plan(source, destinations, plan.entries, options)
-    locked_as_conflicts(copied, summary)
-    by_dest = _results_by_dest(plan.entries, copied, plan, len(destinations))
-    for d, dest in enumerate(destinations):
-        rows = by_dest[d]
-        _tally(summary, dest, rows)
-        header = {
-            "source": source.uri,
-            "destination": dest.uri,
-            "complete": shard is None,
-            "shard": shard,
-            "mode": options.mode.value,
-        }
-        records = [manifest_record(e.obj, r) for e, r in rows]
-        write = partial(write_manifest, dest, summary.run_id, header, records, options.manifest_dir)
-        try:
-            summary.manifests.append(with_retries(write, f"write the manifest of {dest.uri}", options.copy))
-        except StoreError as exc:
-            summary.failed += 1
-            summary.failed_keys.append(f"manifest for {dest.uri} ({exc})")
+    """Copy, streaming each result into the summary and its destination's manifest; then send the manifests
+    (retried like copies; one that still fails is a failure) and keep each replica's chain in shape."""
+    header = {"complete": shard is None, "shard": shard, "mode": options.mode.value}
+    recorder = Recorder(source, destinations, plan, summary, header, options.manifest_dir)
+    try:
+
+        def record(entry: PlanEntry, copied: list[ObjectResult]) -> None:
+            locked_as_conflicts([(entry, copied)], summary)  # an overwrite a lock refused is a conflict
+            recorder.add(entry, copied)
+
+        run_plan(source, destinations, plan.entries, options, record)
+        failed = summary.failed
+        for d, (dest, writer) in enumerate(zip(destinations, recorder.writers, strict=True)):
+            if not failed:  # a mirror deletes only once every copy verified
+                recorder.deleting(d, deletes.get(d, []))
+            try:
+                summary.manifests.append(with_retries(writer.upload, f"write the manifest of {dest.uri}", options.copy))
+            except StoreError as exc:
+                summary.failed += 1
+                note(summary.failed_keys, f"manifest for {dest.uri} ({exc})")
+                continue
+            # a plan made in this run listed the manifests already; a shard's plan came without them
+            known = [*plan.manifests[d], writer.key] if d in plan.manifests else None
+            maintain(dest, summary.run_id, options.manifest_retention, options.manifest_dir, known)
+    finally:
+        recorder.close()
 
 
 def _tally_plan(
@@ -354,7 +344,7 @@ def _tally_plan(
             {
                 "destination": dest.uri,
                 "copied": actions.count(PlanAction.COPY),
-                "skipped": actions.count(PlanAction.SKIP),
+                "skipped": actions.count(PlanAction.SKIP) + plan.skipped.get(d, 0),
                 "failed": actions.count(PlanAction.INVALID_KEY),
                 "conflicts": actions.count(PlanAction.CONFLICT),
                 "copied_bytes": sum(e.obj.size for e in plan.entries if e.actions.get(d) == "copy"),
@@ -367,7 +357,7 @@ def _tally_plan(
     summary.skipped = plan.count("skip")
     summary.conflicts = plan.count("conflict")
     summary.deleted = sum(len(x) for x in deletes.values())
-    summary.failed, summary.failed_keys = len(summary.invalid_keys), list(summary.invalid_keys)
+    summary.failed, summary.failed_keys = len(summary.invalid_keys), summary.invalid_keys[:KEY_SAMPLE]
 
 
 def _check_max_delete(
@@ -383,26 +373,6 @@ def _check_max_delete(
         f"{', '.join(sample[:3])}), or raise max_delete deliberately.",
         summary,
     )
-
-
-def _tally(summary: RunSummary, dest: Location, rows: Sequence[tuple[PlanEntry, ObjectResult]]) -> None:
-    counts = {status: sum(1 for _, r in rows if r.status == status) for status in ("copied", "skipped", "failed")}
-    counts["conflicts"] = sum(1 for _, r in rows if r.status == "conflict")
-    counts["copied_bytes"] = sum(r.size for _, r in rows if r.status == "copied")
-    summary.per_destination.append({"destination": dest.uri, **counts, "deleted": 0})
-    for entry, r in rows:
-        uri = dest.store.uri(dest.key(entry.obj.rel))
-        if r.status == "copied":
-            summary.copied += 1
-            summary.copied_bytes += r.size
-        elif r.status == "skipped":
-            summary.skipped += 1
-        elif r.status == "conflict":
-            summary.conflicts += 1
-            summary.conflict_keys.append(uri)
-        else:
-            summary.failed += 1
-            summary.failed_keys.append(f"{uri} ({r.error})")
 
 
 def _mirror_deletes(

@@ -117,14 +117,30 @@ class PlanEntry:
 
 @dataclass
 class Plan:
+    """What a run will do. ``entries`` holds the objects with something to do or report at some destination; an
+    object skipped everywhere on the strength of an earlier manifest record is only counted (``skipped``), so a
+    no-op rerun holds nothing per object. ``objects`` and ``bytes`` count every planned source object."""
+
     entries: list[PlanEntry]
     extras: dict[int, list[str]] = field(default_factory=dict)  # destination index -> rel keys absent at source
-    previous: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)  # manifests read, per destination
+    previous: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)  # records of the entries' keys
     reserved: list[str] = field(default_factory=list)  # source keys (relative) under a _multicloud/ folder: skipped
     unlisted: list[str] = field(default_factory=list)  # local entries not taken as objects (links, special files)
+    skipped: dict[int, int] = field(default_factory=dict)  # destination index -> skips not kept as entries
+    manifests: dict[int, list[str]] = field(default_factory=dict)  # destination index -> manifest keys listed
+    objects: int = -1
+    bytes: int = -1
+
+    def __post_init__(self) -> None:
+        # a plan rebuilt from its entries alone (a shard) holds every object it plans
+        if self.objects < 0:
+            self.objects = len(self.entries)
+        if self.bytes < 0:
+            self.bytes = sum(e.obj.size for e in self.entries)
 
     def count(self, action: str) -> int:
-        return sum(1 for e in self.entries for a in e.actions.values() if a == action)
+        held = sum(self.skipped.values()) if action == PlanAction.SKIP else 0
+        return held + sum(1 for e in self.entries for a in e.actions.values() if a == action)
 
     @property
     def to_copy(self) -> list[PlanEntry]:

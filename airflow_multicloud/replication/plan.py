@@ -6,13 +6,13 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_multicloud.errors import ObjectNotFoundError
-from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, manifest_prefix, read_previous
+from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, is_manifest, iter_previous, manifest_prefix
+from airflow_multicloud.replication.merge import Peekable, ahead, ordered
 from airflow_multicloud.replication.model import (
     META_SOURCE_ETAG,
     META_SOURCE_SIZE,
@@ -123,55 +123,100 @@ def plan_copy(
     manifest_dir: str = DEFAULT_MANIFEST_DIR,
     now: datetime | None = None,
 ) -> Plan:
-    """List the source and every destination once and decide what to do with each object."""
+    """List the source and every destination once and decide what to do with each object.
+
+    The listings (in key order: binary UTF-8 for S3, COS and OSS, sorted by the local store) and each
+    destination's manifest records (key-sorted, docs/manifests.md) are merged as streams, so memory does not
+    grow with the number of objects: the plan keeps the objects with work to do, and counts the skips that an
+    earlier verified record backs.
+    """
     filters = filters or Filters()
     now = now or datetime.now(UTC)
-
-    def listed(dest: Location) -> tuple[dict[str, ObjectInfo], dict[str, dict[str, Any]], list[str]]:
-        # one listing of the destination prefix gives both its objects and its manifests' names
-        manifests = manifest_prefix(dest, manifest_dir)
-        existing: dict[str, ObjectInfo] = {}
-        names: list[str] = []
-        skipped: list[str] = []
-        for info in dest.store.list_noting(dest.prefix, skipped):
-            rel = info.key[len(dest.prefix) :]
-            if info.key.startswith(manifests):
-                names.append(info.key)
-            elif not _reserved(rel):
-                existing[rel] = info
-        return existing, (read_previous(dest, manifest_dir, names) if existing else {}), skipped
-
+    plan = Plan([], objects=0, bytes=0)
+    # a destination's manifests are listed first (one small folder) so their records stream in key order too
+    names = [_manifest_names(dest, manifest_dir) for dest in destinations]
+    sides = [_Side(dest, manifest_dir, names[d], plan.unlisted) for d, dest in enumerate(destinations)]
+    for d in range(len(destinations)):
+        plan.manifests[d], plan.skipped[d], plan.extras[d] = names[d], 0, []
     # every side is listed at once: a listing is a chain of page requests, mostly waiting on the store
-    reserved: list[str] = []
-    unlisted: list[str] = []
-    with ThreadPoolExecutor(max_workers=len(destinations) or 1, thread_name_prefix="list") as pool:
-        futures = [pool.submit(listed, dest) for dest in destinations]
-        # filtered-out objects still belong to the source: the whole listing decides what is an extra
-        everything = [
-            SourceObject(i.key[len(source.prefix) :], i.size, i.etag, i.last_modified, i.crc64)
-            for i in list_dataset(source, reserved, unlisted)
-        ]
-        listings = [f.result() for f in futures]
-    objects = [o for o in everything if filters.accepts(o.rel, o.last_modified, now)]
-    plan = Plan([PlanEntry(o, {}) for o in objects], reserved=reserved, unlisted=unlisted)
-    at_source = {o.rel for o in everything}
-    for d, dest in enumerate(destinations):
-        existing, previous, dest_unlisted = listings[d]
-        plan.previous[d] = previous
-        plan.unlisted.extend(dest_unlisted)
-        for entry in plan.entries:
-            entry.actions[d] = _decide(d, dest, entry, existing.get(entry.obj.rel), previous, overwrite)
-        plan.extras[d] = sorted(rel for rel in existing if rel not in at_source and filters.matches(rel))
+    listed = ahead(list_dataset(source, plan.reserved, plan.unlisted), f"list {source.uri}")
+    for info in ordered(listed, source.uri, source.prefix):
+        rel = info.key[len(source.prefix) :]
+        # filtered-out objects still belong to the source: they are never extras
+        found = [side.until(rel, filters, plan.extras[d]) for d, side in enumerate(sides)]
+        if not filters.accepts(rel, info.last_modified, now):
+            continue
+        obj = SourceObject(rel, info.size, info.etag, info.last_modified, info.crc64)
+        plan.objects, plan.bytes = plan.objects + 1, plan.bytes + info.size
+        entry = PlanEntry(obj, {})
+        records = [side.record(rel) if found[d] is not None else None for d, side in enumerate(sides)]
+        for d, dest in enumerate(destinations):
+            entry.actions[d] = _decide(d, dest, entry, found[d], records[d], overwrite)
+        if all(a == PlanAction.SKIP and records[d] is not None for d, a in entry.actions.items()):
+            for d in entry.actions:  # the manifest chain holds each record already: nothing to keep
+                plan.skipped[d] += 1
+            continue
+        for d, record in enumerate(records):
+            if record is not None:
+                plan.previous.setdefault(d, {})[rel] = record
+        plan.entries.append(entry)
+    for d, side in enumerate(sides):
+        side.until(None, filters, plan.extras[d])
     _report(source, destinations, plan)
     return plan
 
 
+def _manifest_names(dest: Location, manifest_dir: str) -> list[str]:
+    return [o.key for o in dest.store.list(manifest_prefix(dest, manifest_dir)) if is_manifest(o.key)]
+
+
+class _Side:
+    """One destination as the merge passes it: its listing and its manifest records, both in key order."""
+
+    def __init__(self, dest: Location, manifest_dir: str, names: list[str], unlisted: list[str]) -> None:
+        self.dest = dest
+        self._names = names
+        self._manifest_dir = manifest_dir
+        self._objects = Peekable(ordered(ahead(self._listing(unlisted), f"list {dest.uri}"), dest.uri, dest.prefix))
+        self._records: Peekable[tuple[str, dict[str, Any]]] | None = None
+
+    def _listing(self, unlisted: list[str]) -> Iterator[ObjectInfo]:
+        for info in self.dest.store.list_noting(self.dest.prefix, unlisted):
+            if not _reserved(info.key[len(self.dest.prefix) :]):
+                yield info
+
+    def until(self, rel: str | None, filters: Filters, extras: list[str]) -> ObjectInfo | None:
+        """Pass the destination objects before ``rel`` (extras where the globs take them in); return ``rel``'s."""
+        while (info := self._objects.peek()) is not None:
+            key = info.key[len(self.dest.prefix) :]
+            if rel is not None and key >= rel:
+                if key == rel:
+                    next(self._objects)
+                    return info
+                return None
+            next(self._objects)
+            if filters.matches(key):
+                extras.append(key)
+        return None
+
+    def record(self, rel: str) -> dict[str, Any] | None:
+        """The verified manifest record of ``rel``: read only once the destination holds some object."""
+        if self._records is None:
+            self._records = Peekable(iter_previous(self.dest, self._manifest_dir, self._names))
+        while (item := self._records.peek()) is not None and item[0] < rel:
+            next(self._records)
+        return item[1] if item is not None and item[0] == rel else None
+
+
 def _decide(
-    d: int, dest: Location, entry: PlanEntry, found: ObjectInfo | None, previous: dict[str, Any], overwrite: Overwrite
+    d: int,
+    dest: Location,
+    entry: PlanEntry,
+    found: ObjectInfo | None,
+    record: dict[str, Any] | None,
+    overwrite: Overwrite,
 ) -> PlanAction:
-    if found is not None and (
-        _same_version(entry.obj, found, previous.get(entry.obj.rel)) or _same_by_metadata(dest, entry.obj, found)
-    ):
+    if found is not None and (_same_version(entry.obj, found, record) or _same_by_metadata(dest, entry.obj, found)):
         return PlanAction.SKIP
     if found is not None and overwrite is Overwrite.NEVER:
         return PlanAction.CONFLICT

@@ -25,6 +25,7 @@ import pytest
 
 from airflow_multicloud.cli.airflow_local import REPO_DAGS
 from airflow_multicloud.cli.serve import connection_env
+from airflow_multicloud.replication.manifest import is_consolidated, read_manifest
 from airflow_multicloud.replication.model import Location
 from airflow_multicloud.replication.plan_store import read_shard
 from airflow_multicloud.testing.airflow_stack import AirflowStack, celery_problem, postgres_problem
@@ -101,11 +102,10 @@ def check_replica(svc: Any, bucket: str, files: dict[str, bytes]) -> None:
     assert writes == dict.fromkeys(files, 1), f"{svc.name}: objects not written exactly once: {writes}"
     # each shard wrote a manifest; together they list every object as copied, each once
     copied: Counter[str] = Counter()
-    manifests = [o.key for o in store.list(f"{PARTITION}_multicloud/manifests/") if o.key.endswith(".jsonl")]
+    manifests = [o.key for o in store.list(f"{PARTITION}_multicloud/manifests/") if not is_consolidated(o.key)]
     assert len(manifests) == SHARDS, manifests
     for key in manifests:
-        for line in b"".join(store.read(key)).decode().splitlines()[1:]:
-            rec = json.loads(line)
+        for rec in read_manifest(store, key)[1]:
             assert rec["status"] == "copied", rec
             copied[PARTITION + rec["key"]] += 1
     assert copied == dict.fromkeys(files, 1), f"{svc.name}: manifests: {copied}"

@@ -116,7 +116,7 @@ def test_nightly_replication_runs_then_rerun_copies_nothing(
     assert set(events) == {f"cos://{cb}/flights", f"oss://{ob}/flights"}, "one event per replica"
     for extra in events.values():
         assert extra["ok"] is True and extra["objects"] == 3 and extra["copied"] == 3
-        assert extra["rows"] == 5 and extra["manifest"].endswith(".jsonl")
+        assert extra["rows"] == 5 and extra["manifest"].endswith(".jsonl.gz")
 
     again = run_dag(
         airflow_home, dag_file, "nightly_replication", logical_date="2013-01-03T00:00:00+00:00", extra_env=env

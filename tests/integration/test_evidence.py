@@ -7,6 +7,7 @@ skipped everything.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any
 
 from airflow_multicloud.replication.copy import CopyOptions
 from airflow_multicloud.replication.engine import ReplicationOptions, replicate
-from airflow_multicloud.replication.manifest import manifest_prefix
+from airflow_multicloud.replication.manifest import manifest_prefix, read_manifest
 from airflow_multicloud.replication.model import Location, SourceProof
 from airflow_multicloud.stores.base import MiB, TransferConfig
 from airflow_multicloud.validation.compare import compare_replicas
@@ -35,15 +36,18 @@ def bucket(services: dict[str, Any], name: str, transfer: TransferConfig) -> Loc
 
 
 def rewrite_manifests(loc: Location, change: Callable[[dict[str, Any]], None]) -> int:
-    """Apply ``change`` to every object record of every manifest of ``loc``; return how many it saw."""
-    seen = 0
+    """Apply ``change`` to every object record of every manifest of ``loc`` (the run's and the consolidated one);
+    return how many keys it saw."""
+    seen: set[str] = set()
     for info in list(loc.store.list(manifest_prefix(loc))):
-        lines = [json.loads(x) for x in b"".join(loc.store.read(info.key)).decode().splitlines()]
-        for rec in lines[1:]:
+        header, records = read_manifest(loc.store, info.key)
+        lines = [header]
+        for rec in records:
             change(rec)
-            seen += 1
-        loc.store.write(info.key, [("\n".join(json.dumps(x) for x in lines) + "\n").encode()])
-    return seen
+            seen.add(rec["key"])
+            lines.append(rec)
+        loc.store.write(info.key, [gzip.compress(("\n".join(json.dumps(x) for x in lines) + "\n").encode())])
+    return len(seen)
 
 
 def says_unverified(rec: dict[str, Any]) -> None:

@@ -7,7 +7,6 @@ the object; the manifest says per object how its source bytes were proven.
 from __future__ import annotations
 
 import base64
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 
 from airflow_multicloud.replication.copy import CopyOptions
 from airflow_multicloud.replication.engine import ReplicationError, ReplicationOptions, replicate
+from airflow_multicloud.replication.manifest import read_previous
 from airflow_multicloud.replication.model import Location, SourceProof
 from airflow_multicloud.replication.stream import BandwidthLimiter
 from airflow_multicloud.stores.base import MiB
@@ -43,10 +43,8 @@ def content(loc: Location) -> dict[str, bytes]:
 
 
 def manifest(loc: Location) -> dict[str, dict[str, Any]]:
-    """The newest manifest's object records by key."""
-    names = sorted(i.key for i in loc.store.list(loc.prefix + "_multicloud/manifests/"))
-    lines = b"".join(loc.store.read(names[-1])).decode().splitlines()
-    return {r["key"]: r for r in map(json.loads, lines[1:])}
+    """The current verified record of each key, as the replica's manifests say."""
+    return read_previous(loc)
 
 
 def assert_identical(source: Location, replicas: list[Location]) -> dict[str, bytes]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from airflow_multicloud.errors import InvalidURIError
 from airflow_multicloud.hooks.factory import open_location
 from airflow_multicloud.replication.engine import ReplicationError, ReplicationOptions, replicate
+from airflow_multicloud.replication.manifest import is_consolidated, read_manifest
 from airflow_multicloud.replication.model import Location
 from airflow_multicloud.replication.plan import Filters
 from airflow_multicloud.stores.base import MiB, TransferConfig
@@ -47,16 +47,14 @@ def test_copy_to_two_destinations_then_rerun_copies_nothing(dirs: tuple[Path, Pa
     for d in (d1, d2):
         for rel in ("a.csv", "sub/b.json", "big.bin"):
             assert (d / rel).read_bytes() == (src / rel).read_bytes()
-        manifests = list((d / "_multicloud" / "manifests").glob("*.jsonl"))
-        assert len(manifests) == 1
-        lines = [json.loads(x) for x in manifests[0].read_text().splitlines()]
-        assert lines[0]["type"] == "header" and lines[0]["complete"] is True
-        assert {r["key"]: r["status"] for r in lines[1:]} == {
-            "a.csv": "copied",
-            "sub/b.json": "copied",
-            "big.bin": "copied",
-        }
-        assert all(r["crc64"] and r["verified_by"] for r in lines[1:])
+        # the run's manifest, and the consolidated one a first run starts the chain with
+        manifests = sorted(p.name for p in (d / "_multicloud" / "manifests").glob("*.jsonl.gz"))
+        assert len(manifests) == 2 and is_consolidated(manifests[1]) and not is_consolidated(manifests[0])
+        header, records = read_manifest(loc(d).store, "_multicloud/manifests/" + manifests[0])
+        rows = list(records)
+        assert header["kind"] == "run" and header["complete"] is True and header["counts"] == {"copied": 3}
+        assert {r["key"]: r["status"] for r in rows} == {"a.csv": "copied", "sub/b.json": "copied", "big.bin": "copied"}
+        assert all(r["crc64"] and r["verified_by"] for r in rows)
 
     again = replicate(loc(src), [loc(d1), loc(d2)], opts)
     assert (again.copied, again.skipped) == (0, 6)
@@ -84,7 +82,7 @@ def test_mirror_respects_max_delete(dirs: tuple[Path, Path, Path]) -> None:
     assert (d1 / "old1").exists() and (d1 / "old2").exists()
     s = replicate(loc(src), [loc(d1)], ReplicationOptions(mode="mirror", max_delete=2, progress_interval=0))
     assert s.deleted == 2 and not (d1 / "old1").exists()
-    assert list((d1 / "_multicloud" / "manifests").glob("*.jsonl")), "mirror must keep manifests"
+    assert list((d1 / "_multicloud" / "manifests").glob("*.jsonl.gz")), "mirror must keep manifests"
 
 
 def test_filters_and_dry_run(dirs: tuple[Path, Path, Path]) -> None:

@@ -1,0 +1,98 @@
+"""Streams the plan merges: a listing read ahead on its own thread through a bounded queue, checked to come in
+key order, and peeked one item ahead."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Generic, TypeVar
+
+from airflow_multicloud.stores.base import ObjectInfo
+
+T = TypeVar("T")
+
+#: items read ahead of the merge per listing: a few pages, whatever the number of objects
+DEPTH = 4000
+_END = object()
+
+
+class ListingOrderError(ValueError):
+    """A listing did not come in key order, so a merge of listings would decide wrongly."""
+
+
+def ahead(items: Iterable[T], name: str, depth: int = DEPTH) -> Iterator[T]:
+    """``items`` produced on a thread of their own, at most ``depth`` ahead of the consumer; an error of the
+    producer is raised in the consumer. Closing the generator stops the producer at its next item."""
+    box: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object, error: BaseException | None = None) -> bool:
+        while not stop.is_set():
+            try:
+                box.put((item, error), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(_END, exc)
+            return
+        put(_END)
+
+    thread = threading.Thread(target=produce, name=name[:60], daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = box.get()
+            if error is not None:
+                raise error
+            if item is _END:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+
+
+def ordered(infos: Iterable[ObjectInfo], where: str, prefix: str) -> Iterator[ObjectInfo]:
+    """``infos`` as they come, refusing one whose key sorts before the previous one (Python compares strings by
+    code point, which is the binary UTF-8 order S3, COS and OSS list in)."""
+    last = ""
+    for info in infos:
+        if info.key < last:
+            raise ListingOrderError(
+                f"the listing of {where} is not in key order ({info.key[len(prefix) :]!r} came after "
+                f"{last[len(prefix) :]!r}): this store cannot be planned as a stream"
+            )
+        last = info.key
+        yield info
+
+
+class Peekable(Generic[T]):
+    """An iterator that can show its next item without taking it."""
+
+    def __init__(self, items: Iterator[T]) -> None:
+        self._items = items
+        self._next: list[T] = []
+
+    def peek(self) -> T | None:
+        if not self._next:
+            try:
+                self._next.append(next(self._items))
+            except StopIteration:
+                return None
+        return self._next[0]
+
+    def __iter__(self) -> Peekable[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._next:
+            return self._next.pop()
+        return next(self._items)
