@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,9 +37,9 @@ class Case:
     Placeholders in angle brackets name the test bed's datasets (see ``bed``): <src> an S3 source with three
     objects, <cos> <oss> <s3dst> empty destinations, <mirror> a COS destination holding two objects absent at the
     source, <stale> an OSS copy of the source without manifests, <tmp> a folder with ``src/`` (files), ``afile``
-    (a file) and ``ro/`` (read-only); <evil> an S3 source whose keys
-    hold '..', '.' and empty segments; <bad_s3> <bad_cos> <bad_oss> define connections with a wrong secret,
-    <oss_region> one with the wrong region.
+    (a file), ``ro/`` (read-only) and ``linked/`` (its entries are links to ``elsewhere/``); <evil> an S3 source
+    whose keys hold '..', '.' and empty segments; <bad_s3> <bad_cos> <bad_oss> define connections with a wrong
+    secret, <oss_region> one with the wrong region.
     """
 
     id: str
@@ -202,6 +201,14 @@ CASES = [
         "escape.txt (it has a '..' path component)",
         (REP, "<evil>", "<file_keys>"),
         manifest_only_in="keys",
+    ),
+    Case(
+        "local-destination-links-lead-out",
+        "local folders",
+        1,
+        "leads through a symbolic link",
+        (REP, "<src>", "<file_linked>"),
+        manifest_only_in="linked",
     ),
     Case(
         "keys-with-dot-or-empty-segments",
@@ -437,6 +444,11 @@ def bed(services: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> d
         (tmp / "src" / key).parent.mkdir(parents=True, exist_ok=True)
         (tmp / "src" / key).write_bytes(data)
     (tmp / "afile").write_bytes(b"not a folder")
+    # a destination whose entries are links out of it: every object of <src> would land in elsewhere/
+    (tmp / "linked").mkdir()
+    (tmp / "elsewhere").mkdir()
+    for name in ("a.csv", "b.csv", "sub"):
+        (tmp / "linked" / name).symlink_to(tmp / "elsewhere" / name)
     (tmp / "ro").mkdir()
     (tmp / "ro").chmod(stat.S_IRUSR | stat.S_IXUSR)
 
@@ -469,6 +481,7 @@ def bed(services: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> d
             "stale": f"oss://{stale}/in/",
             "tmp": str(tmp),
             "file_src": f"file://{tmp}/src/",
+            "file_linked": f"file://{tmp}/linked/",
             "file_afile": f"file://{tmp}/afile/",
             "file_ro": f"file://{tmp}/ro/",
             "bad_s3": bad("s3", "bad_s3"),
@@ -552,7 +565,12 @@ def test_bad_input(
         assert all(p.startswith(case.manifest_only_in) for p, _ in written), "nothing outside the destination"
         files = [p for p, size in written if size >= 0 and "_multicloud/" not in p and ".multicloud" not in p]
         assert files == [], "no refused key written anywhere"
-        shutil.rmtree(bed["tmp"] / case.manifest_only_in)
+        for path, _ in sorted(written, reverse=True):  # deepest first: the manifests, then their folders
+            target = bed["tmp"] / path
+            if target.is_dir() and not target.is_symlink():
+                target.rmdir()
+            else:
+                target.unlink()
         after = snapshot(bed)
     assert after == before, "a refused run must write and delete nothing"
 
