@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from airflow_multicloud.errors import MulticloudError
+from airflow_multicloud.replication.consolidate import ManifestRetention
+from airflow_multicloud.replication.manifest import is_consolidated
 from airflow_multicloud.replication.model import Location, Plan
 
 GB = 1e9
@@ -84,6 +86,17 @@ def _server_side(source: Location, dest: Location) -> bool:
     return source.store.endpoint_id == dest.store.endpoint_id and source.store.scheme != "file"
 
 
+def _manifest_requests(names: Sequence[str], every: int) -> tuple[int, int]:
+    """GETs of a replica's manifest chain: those that read it before the run, and those of a consolidation after
+    it (0 when none is due), which reads the consolidated manifest and every run manifest after it, this run's
+    included, and writes one more object (docs/manifests.md)."""
+    base = max((n for n in names if is_consolidated(n)), default=None)
+    newer = [n for n in names if not is_consolidated(n) and (base is None or n > base)]
+    chain = len(newer) + (1 if base else 0)
+    due = base is None or len(newer) + 1 >= every
+    return chain, (chain + 1 if due else 0)
+
+
 def estimate(
     source: Location,
     destinations: Sequence[Location],
@@ -118,9 +131,12 @@ def estimate(
         existing = sum(1 for e in plan.entries if e.actions.get(d) in ("skip", "conflict")) + plan.skipped.get(d, 0)
         existing += len(plan.extras.get(d, []))
         r = side.requests
-        r.list = max(1, math.ceil(existing / LIST_PAGE))
+        # the manifest folder is listed on its own first, so its records stream in key order beside the objects
+        r.list = 1 + max(1, math.ceil(existing / LIST_PAGE))
         r.multipart = 1  # the sweep of stale multipart uploads before the run
-        r.get = (1 if existing else 0) + (_STATUS_REQUESTS.get(dest.store.scheme, 0) if retention_checked else 0)
+        read, consolidated = _manifest_requests(plan.manifests.get(d, []), ManifestRetention().consolidate_every)
+        r.get = read + consolidated + (_STATUS_REQUESTS.get(dest.store.scheme, 0) if retention_checked else 0)
+        r.put += 1 if consolidated else 0
         copies = [e.obj.size for e in todo if e.actions.get(d) == "copy"]
         part = dest.store.transfer.part_size
         for size in copies:
