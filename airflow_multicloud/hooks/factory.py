@@ -119,13 +119,6 @@ def open_location(
     return loc
 
 
-def as_list(value: str | Sequence[str] | None) -> list[str]:
-    """A templated argument that takes one URI (or id) or a list of them, as a list."""
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
-
-
 def pair_connections(destinations: Sequence[str], conn_ids: str | Sequence[str | None] | None) -> list[str | None]:
     """One connection id per destination from none (scheme defaults), one (for all) or one each; a ``None`` in the
     list means that destination's scheme default."""
