@@ -153,6 +153,10 @@ def test_two_celery_workers_share_one_partition(celery_services: None, clouds: d
         stack.unpause(DAG_ID)
         for svc in clouds.values():
             svc.clear_log()  # from here on the logs hold the run's requests only
+        # Each source read waits 3 s, as over a long link: a shard then outlasts the seconds a worker spends
+        # winding up its previous task (the plan), so both workers are free to take shards. Without it one
+        # worker could run all four 0.5 s shards while the other was still finishing the plan (seen in CI).
+        s3.faults.add("latency", latency=3.0, operation="GetObject", key=f"{PARTITION}part-*")
         run_id = stack.rest("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": LOGICAL_DATE})["dag_run_id"]
         state = stack.wait_for(
             f"run {run_id} to finish",
