@@ -122,14 +122,12 @@ class PartitionCheck:
         """List the partition once and decide. Retryable store errors (throttling, 5xx, resets) count as
         "not ready yet", so a flaky minute does not fail a sensor that waits for hours; other store errors
         (denied, no bucket) raise :class:`PartitionSensorError`."""
-        from airflow_multicloud.replication.model import Location
         from airflow_multicloud.replication.plan import list_dataset
 
         now = time.time() if now is None else now
-        prefix = folder_prefix(loc.prefix)
-        folder = Location(loc.store, prefix)
+        prefix = loc.prefix  # a folder already: Location applies uri.folder_prefix
         try:
-            objects = [(o.key[len(prefix) :], o.size, _version(o)) for o in list_dataset(folder)]
+            objects = [(o.key[len(prefix) :], o.size, _version(o)) for o in list_dataset(loc)]
         except BucketNotFoundError:
             if loc.store.scheme != "file":
                 raise PartitionSensorError(f"cannot check {self.awaited}: the bucket does not exist") from None
@@ -182,11 +180,6 @@ class PartitionCheck:
         if quiet < self.stable_for:
             return CheckResult(False, f"waiting for {self.awaited}: {seen}")
         return CheckResult(True, f"ready: {self.awaited}: {seen}", [rel for rel, _, _ in objects], total)
-
-
-def folder_prefix(prefix: str) -> str:
-    """A partition URI names a folder: ``date=2024-01-01`` must not also match ``date=2024-01-010/...``."""
-    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
 
 
 def listing_digest(objects: list[tuple[str, int, str]]) -> str:
