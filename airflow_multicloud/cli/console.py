@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from airflow_multicloud.replication.progress import Snapshot
@@ -85,8 +86,27 @@ def configure_logging(verbosity: int, console: Console) -> None:
         logging.getLogger(name).setLevel(logging.INFO if verbosity >= 2 else max(logging.WARNING, level))
     for name in _SILENCED:
         logging.getLogger(name).setLevel(logging.ERROR)
+    if "airflow" in sys.modules:
+        _structlog_through_logging()
     for name in ("airflow", "airflow.task", "airflow.processor", "py.warnings"):
         # Airflow's own logging config sends these elsewhere and stops them at their handlers
         log = logging.getLogger(name)
         log.handlers[:] = []
         log.propagate = True
+
+
+def _message(logger: Any, method: str, event: MutableMapping[str, Any]) -> tuple[Any, ...]:
+    return (str(event.get("event", "")),), {}
+
+
+def _structlog_through_logging() -> None:
+    """Airflow 3 logs through structlog, which writes its own format to the stream itself: send its events to the
+    standard logging loggers instead, where the handler above formats them like every other line."""
+    import structlog
+
+    structlog.configure(
+        processors=[structlog.stdlib.PositionalArgumentsFormatter(), _message],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )

@@ -144,6 +144,7 @@ def cmd_replicate(args: argparse.Namespace, out: TextIO, console: Console | None
         options = opt.replication_options(
             args, display=console.show, interval=0 if args.quiet else BAR_REFRESH if live else None
         )
+        prepare_connections(args, console)
         source = open_location(args.source, args.src_conn, transfer=transfer, env_connections=True)
         dests = [
             open_location(uri, conn, transfer=transfer, create=True, env_connections=True)
@@ -162,6 +163,17 @@ def cmd_replicate(args: argparse.Namespace, out: TextIO, console: Console | None
         console.write_line(f"multicloud replicate: {_describe(exc)}")
     print_summary(summary, outcome, error, args.json, out)
     return int(outcome)
+
+
+def prepare_connections(args: argparse.Namespace, console: Console) -> None:
+    """Where a secrets backend is configured, connections come through Airflow: import it now, so its log handlers
+    are replaced by the CLI's before the first lookup logs anything."""
+    from airflow_multicloud.hooks.env_connections import secrets_backend_configured
+
+    if secrets_backend_configured():
+        import airflow.sdk  # noqa: F401
+
+        configure_logging(_verbosity(args), console)
 
 
 def _after_airflow(args: argparse.Namespace, console: Console) -> None:

@@ -61,6 +61,10 @@ def cmd_verify(args: argparse.Namespace, out: TextIO = sys.stdout, console: Cons
         html = _html_target(args.html) if args.html else None
         opt.apply_inline_connections(args.conn)
         workers = arguments.whole("--workers", args.workers, 1)
+        if console is not None:
+            from airflow_multicloud.cli.main import prepare_connections
+
+            prepare_connections(args, console)
         source = open_location(args.source, args.src_conn, env_connections=True)
         replicas = [
             open_location(uri, conn, env_connections=True)
