@@ -47,10 +47,13 @@ def test_the_command_line_module_and_help_import_no_airflow() -> None:
     assert "HEAVY []" in out.stdout
 
 
-def test_importing_the_package_for_dag_parsing_stays_light() -> None:
+def test_importing_the_package_and_its_operators_for_dag_parsing_imports_no_sdk() -> None:
     out = _python(
         "import sys, airflow_multicloud\n"
-        "print('HEAVY', sorted(n for n in ('boto3', 'botocore', 'oss2', 'qcloud_cos', 'pandas') if n in sys.modules))"
+        "import airflow_multicloud.operators.replicate, airflow_multicloud.operators.validate\n"
+        "import airflow_multicloud.sensors.partition\n"
+        "heavy = ('boto3', 'botocore', 'oss2', 'qcloud_cos', 'pandas', 'great_expectations', 'moto')\n"
+        "print('HEAVY', sorted(n for n in heavy if n in sys.modules))"
     )
     assert "HEAVY []" in out.stdout, out.stderr[-2000:]
 
