@@ -1,8 +1,9 @@
 """The CLI's start-up, against another tree of the package (today's main by default), in one run.
 
-For each tree: wall time of ``multicloud --help`` and ``multicloud --version``, and the time from the command's
-start to the first request the local S3 server sees for a small ``replicate`` (three 64 KiB files from a local
-folder to ``s3://``; connections through ``AIRFLOW_CONN_*``, as a user sets them), and that replicate's wall time.
+For each tree: wall time (and CPU seconds, steadier on a busy machine) of ``multicloud --help`` and
+``multicloud --version``, and the time from the command's start to the first request the local S3 server sees for a
+small ``replicate`` (three 64 KiB files from a local folder to ``s3://``; connections through ``AIRFLOW_CONN_*``, as
+a user sets them), and that replicate's wall and CPU time.
 Runs alternate between the trees; each figure is the median of ``--repeat`` runs after one warm-up run each.
 
     git worktree add /tmp/main-872e31f 872e31f
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -58,24 +60,31 @@ def _env(tree: Path, home: Path, server: S3Service) -> dict[str, str]:
     return env
 
 
-def _wall(argv: list[str], env: dict[str, str], notes: set[str]) -> float:
-    """Seconds the command took; a command the tree does not know (main had no --version) is noted, not fatal."""
-    start = time.time()
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _wall(argv: list[str], env: dict[str, str], notes: set[str], cpu: list[float]) -> float:
+    """Seconds the command took (its CPU seconds appended to ``cpu``); a command the tree does not know (main had
+    no --version) is noted, not fatal."""
+    start, cpu0 = time.time(), _cpu()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     took = time.time() - start
+    cpu.append(_cpu() - cpu0)
     if done.returncode != 0:
         notes.add(f"{' '.join(argv[3:])} exited {done.returncode}: {done.stderr.strip().splitlines()[-1][:100]}")
     return took
 
 
 def _first_request(
-    cli: list[str], env: dict[str, str], src: Path, server: S3Service, bucket: str
+    cli: list[str], env: dict[str, str], src: Path, server: S3Service, bucket: str, cpu: list[float] | None = None
 ) -> tuple[float, float]:
     log = server.middleware.requests
     with server.middleware._lock:
         log.clear()
     dest = f"s3://{bucket}/run-{time.time_ns()}/"
-    start = time.time()
+    start, cpu0 = time.time(), _cpu()
     done = subprocess.run(
         [*cli, "replicate", f"file://{src}/", dest, "--progress-interval", "0"],
         env=env,
@@ -84,6 +93,8 @@ def _first_request(
         timeout=300,
     )
     end = time.time()
+    if cpu is not None:
+        cpu.append(_cpu() - cpu0)
     if done.returncode != 0:
         raise RuntimeError(f"replicate exited {done.returncode}: {done.stderr[-2000:]}")
     return log.times[0] - start, end - start
@@ -117,9 +128,11 @@ def main() -> int:
         for _ in range(args.repeat):
             for name in trees:
                 env, f = envs[name], figures[name]
-                f.setdefault("help_s", []).append(_wall([*cli, "--help"], env, notes[name]))
-                f.setdefault("version_s", []).append(_wall([*cli, "--version"], env, notes[name]))
-                first, wall = _first_request(cli, env, src, server, bucket)
+                help_cpu = f.setdefault("help_cpu_s", [])
+                f.setdefault("help_s", []).append(_wall([*cli, "--help"], env, notes[name], help_cpu))
+                version_cpu = f.setdefault("version_cpu_s", [])
+                f.setdefault("version_s", []).append(_wall([*cli, "--version"], env, notes[name], version_cpu))
+                first, wall = _first_request(cli, env, src, server, bucket, f.setdefault("replicate_cpu_s", []))
                 f.setdefault("first_request_s", []).append(first)
                 f.setdefault("replicate_wall_s", []).append(wall)
     server.stop()
@@ -128,7 +141,8 @@ def main() -> int:
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; medians of {args.repeat} runs")
     print(f"{'figure':<22}{'peer':>10}{'product':>10}{'peer/product':>14}")
     result: dict[str, Any] = {"load": load, "repeat": args.repeat, "trees": {k: str(v) for k, v in trees.items()}}
-    for key in ("help_s", "version_s", "first_request_s", "replicate_wall_s"):
+    keys = ("help_s", "help_cpu_s", "version_s", "version_cpu_s", "first_request_s", "replicate_wall_s")
+    for key in (*keys, "replicate_cpu_s"):
         peer, ours = (statistics.median(figures[n].get(key, [float("nan")])) for n in ("peer", "product"))
         print(f"{key:<22}{peer:>10.3f}{ours:>10.3f}{peer / ours:>13.1f}x")
         result[key] = {"peer": peer, "product": ours, "runs": {n: figures[n].get(key) for n in trees}}
