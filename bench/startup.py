@@ -69,7 +69,7 @@ def _wall(argv: list[str], env: dict[str, str], notes: set[str], cpu: list[float
     """Seconds the command took (its CPU seconds appended to ``cpu``); a command the tree does not know (main had
     no --version) is noted, not fatal."""
     start, cpu0 = time.time(), _cpu()
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, cwd=env["AIRFLOW_HOME"])
     took = time.time() - start
     cpu.append(_cpu() - cpu0)
     if done.returncode != 0:
@@ -91,6 +91,7 @@ def _first_request(
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=env["AIRFLOW_HOME"],  # not the repository: ``-m`` puts the working folder first on sys.path
     )
     end = time.time()
     if cpu is not None:
