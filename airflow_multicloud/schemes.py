@@ -19,6 +19,9 @@ class Scheme:
     :param default_conn_id: the Airflow connection used when none is named; empty for local files.
     :param opener: ``module:function`` taking ``(conn_id, bucket, transfer)`` and returning the store and the
         hook that built it.
+    :param env_opener: ``module:function`` taking ``(connection or None, conn_id, bucket, transfer)`` and returning
+        a store built from a connection read from the environment without Airflow (the CLI), or None when Airflow
+        must build it; empty: always through ``opener``.
     :param hook: the Airflow hook class, as ``module.Class``.
     :param store: the :class:`~airflow_multicloud.stores.base.ObjectStore` class, as ``module.Class``.
     :param asset_module: module with ``sanitize_uri``, ``create_asset`` and ``convert_asset_to_openlineage``,
@@ -33,6 +36,7 @@ class Scheme:
     aliases: tuple[str, ...] = ()
     default_conn_id: str = ""
     opener: str = ""
+    env_opener: str = ""
     hook: str = ""
     store: str = ""
     asset_module: str = ""
@@ -54,6 +58,7 @@ SCHEMES: dict[str, Scheme] = {
             aliases=("s3a",),
             default_conn_id="aws_default",
             opener="airflow_multicloud.hooks.s3:open_bucket",
+            env_opener="airflow_multicloud.hooks.settings:open_s3_env",
             hook="airflow.providers.amazon.aws.hooks.s3.S3Hook",
             store="airflow_multicloud.stores.s3.S3Store",
             bucket_pattern=re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"),
@@ -65,6 +70,7 @@ SCHEMES: dict[str, Scheme] = {
             aliases=("cosn",),
             default_conn_id="cos_default",
             opener="airflow_multicloud.hooks.cos:open_bucket",
+            env_opener="airflow_multicloud.hooks.settings:open_cos_env",
             hook="airflow_multicloud.hooks.cos.CosHook",
             store="airflow_multicloud.stores.cos.CosStore",
             asset_module="airflow_multicloud.assets.cos",
@@ -76,6 +82,7 @@ SCHEMES: dict[str, Scheme] = {
             "oss",
             default_conn_id="oss_default",
             opener="airflow_multicloud.hooks.oss:open_bucket",
+            env_opener="airflow_multicloud.hooks.settings:open_oss_env",
             hook="airflow_multicloud.hooks.oss.OssHook",
             store="airflow_multicloud.stores.oss.OssStore",
             asset_module="airflow_multicloud.assets.oss",

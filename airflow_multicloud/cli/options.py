@@ -1,4 +1,7 @@
-"""Command-line flags shared by ``replicate`` (and later ``verify``), mapped onto the engine's options."""
+"""Command-line flags shared by ``replicate`` and ``verify``, mapped onto the engine's options.
+
+Imported only once a command that copies or compares was named (``multicloud --help`` builds no subcommand).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +17,11 @@ from airflow_multicloud.replication.copy import MAX_BUFFER, CopyOptions
 from airflow_multicloud.replication.engine import ReplicationOptions
 from airflow_multicloud.replication.model import Mode, Overwrite, parse_choice
 from airflow_multicloud.replication.plan import Filters
+from airflow_multicloud.replication.progress import Display
 from airflow_multicloud.replication.proof import SourceVerification
 from airflow_multicloud.replication.stream import BandwidthLimiter
 from airflow_multicloud.stores.base import DEFAULT_TRANSFER, MiB, TransferConfig
+from airflow_multicloud.stores.retention import RetentionMode
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _CONN_ID = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -91,8 +96,20 @@ def apply_inline_connections(items: list[str]) -> None:
 
 
 def add_replication_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", default="copy", help="copy (default, never deletes) or mirror")
-    p.add_argument("--overwrite", default="if_changed", help="if_changed (default) or never")
+    p.add_argument(
+        "--mode",
+        type=str.lower,
+        choices=[m.value for m in Mode],
+        default=Mode.COPY.value,
+        help="copy (default): never deletes; mirror: also deletes destination objects the source lacks",
+    )
+    p.add_argument(
+        "--overwrite",
+        type=str.lower,
+        choices=[o.value for o in Overwrite],
+        default=Overwrite.IF_CHANGED.value,
+        help="if_changed (default): re-copy a changed source object; never: report it, leave the replica",
+    )
     p.add_argument("--max-delete", type=int, default=0, help="mirror: most destination objects it may delete")
     p.add_argument("--include", action="append", help="glob on keys relative to the source prefix (repeatable)")
     p.add_argument("--exclude", action="append", default=[], help="glob to leave out (repeatable)")
@@ -140,10 +157,22 @@ def add_replication_flags(p: argparse.ArgumentParser) -> None:
         help="auto (default): prove each object read with the source's own checksums, else by a second read; "
         "strict: fail objects whose source holds no checksum",
     )
-    p.add_argument("--progress-interval", type=float, default=5.0, help="seconds between progress lines")
+    p.add_argument(
+        "--progress-interval",
+        type=float,
+        default=5.0,
+        help="seconds between progress lines when stderr is not a terminal (default 5; 0: none); a terminal "
+        "gets a live bar",
+    )
     p.add_argument("--run-id", default="", help="name for the manifests (default: random)")
     p.add_argument("--retention", help="keep replicas write-once for N days or until an ISO date (object lock)")
-    p.add_argument("--retention-mode", default="COMPLIANCE", help="COMPLIANCE (default) or GOVERNANCE (S3)")
+    p.add_argument(
+        "--retention-mode",
+        type=str.upper,
+        choices=[m.value for m in RetentionMode],
+        default=RetentionMode.COMPLIANCE.value,
+        help="COMPLIANCE (default) or GOVERNANCE (S3)",
+    )
     p.add_argument(
         "--require-immutable", action="store_true", help="refuse to start unless every destination can hold it"
     )
@@ -161,7 +190,10 @@ def transfer_config(args: argparse.Namespace) -> TransferConfig:
     return arguments.transfer(args.threshold, args.part_size, args.part_concurrency)
 
 
-def replication_options(args: argparse.Namespace) -> ReplicationOptions:
+def replication_options(
+    args: argparse.Namespace, display: Display | None = None, interval: float | None = None
+) -> ReplicationOptions:
+    """The engine's options from the flags; ``display`` and ``interval`` show the progress (the console's)."""
     # checked here too so that messages name the flags; ReplicationOptions checks the same for the operators
     arguments.whole("--retries", args.retries)
     arguments.whole("--workers", args.workers, 1)
@@ -186,7 +218,8 @@ def replication_options(args: argparse.Namespace) -> ReplicationOptions:
         ),
         dry_run=args.dry_run,
         allow_empty=args.allow_empty,
-        progress_interval=args.progress_interval,
+        progress_interval=args.progress_interval if interval is None else interval,
+        progress_display=display,
         run_id=args.run_id,
         retention=args.retention,
         retention_mode=args.retention_mode,

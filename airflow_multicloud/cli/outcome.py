@@ -31,7 +31,8 @@ _MEANING = {
     Outcome.INCOMPLETE: "the run could not finish (service or network failure): run it again to finish",
 }
 
-EPILOG = "exit codes: " + "; ".join(f"{o.value} {o.meaning}" for o in Outcome)
+#: the end of ``--help`` (replicate and verify): what each exit code means
+EPILOG = "exit codes (replicate, verify):\n" + "\n".join(f"  {o.value}  {o.meaning}" for o in Outcome)
 
 
 class UsageError(MulticloudError, ValueError):

@@ -12,20 +12,18 @@ import json
 import logging
 import os
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
 from airflow_multicloud import arguments
 from airflow_multicloud.cli import options as opt
-from airflow_multicloud.cli.outcome import EPILOG, Outcome, outcome_of, print_outcome
+from airflow_multicloud.cli.console import Console
+from airflow_multicloud.cli.outcome import Outcome, outcome_of, print_outcome
 from airflow_multicloud.errors import InvalidArgumentError
 
 log = logging.getLogger("airflow_multicloud.cli")
 
 
-def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "verify", help="compare a dataset with its replicas (objects, checksums, optionally rows)", epilog=EPILOG
-    )
+def add_verify_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="e.g. s3://bucket/sales/2024-01-01/")
     p.add_argument("destinations", nargs="+", help="the replicas, e.g. cos://backup-1250000000/sales/2024-01-01/")
     opt.add_connection_flags(p)
@@ -38,9 +36,8 @@ def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--rows", action="store_true", help="also count rows per data file on both sides")
     p.add_argument("--workers", type=int, default=8, help="objects checked at once (default 8)")
     p.add_argument("--allow-unverified", action="store_true", help="objects nothing could verify are not a failure")
-    p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    p.add_argument("--json", action="store_true", help="print the report (or the error) as JSON instead of a table")
     p.add_argument("--html", metavar="FILE", help="also write the report as a standalone HTML page")
-    return p
 
 
 def _html_target(path: str) -> str:
@@ -55,7 +52,7 @@ def _html_target(path: str) -> str:
     return path
 
 
-def cmd_verify(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_verify(args: argparse.Namespace, out: TextIO = sys.stdout, console: Console | None = None) -> int:
     from airflow_multicloud.hooks.factory import open_location, pair_connections
     from airflow_multicloud.replication.engine import check_locations
     from airflow_multicloud.validation.compare import compare_replicas
@@ -64,9 +61,13 @@ def cmd_verify(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         html = _html_target(args.html) if args.html else None
         opt.apply_inline_connections(args.conn)
         workers = arguments.whole("--workers", args.workers, 1)
-        source = open_location(args.source, args.src_conn)
+        if console is not None:
+            from airflow_multicloud.cli.main import prepare_connections
+
+            prepare_connections(args, console)
+        source = open_location(args.source, args.src_conn, env_connections=True)
         replicas = [
-            open_location(uri, conn)
+            open_location(uri, conn, env_connections=True)
             for uri, conn in zip(args.destinations, pair_connections(args.destinations, args.dst_conn), strict=True)
         ]
         # a replica that is the source (or inside it) would compare a dataset with itself and always pass
@@ -82,7 +83,7 @@ def cmd_verify(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     except Exception as exc:
         outcome = outcome_of(exc)
         log.debug("verify stopped", exc_info=True)
-        print(f"multicloud verify: {exc}", file=sys.stderr)
+        (console or Console()).write_line(f"multicloud verify: {exc}")
         print_outcome(outcome, str(exc), args.json, out)
         return int(outcome)
     if args.json:

@@ -6,17 +6,20 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_multicloud.errors import MulticloudError
+from airflow_multicloud.hooks.settings import CosConnectionError, cos_settings, cos_store
 from airflow_multicloud.provider import COS_CONNECTION
 from airflow_multicloud.stores.base import TransferConfig
-from airflow_multicloud.stores.cos import CosStore, make_client
+from airflow_multicloud.stores.cos import make_client
 
 if TYPE_CHECKING:
     from qcloud_cos import CosS3Client
 
+    from airflow_multicloud.stores.cos import CosStore
+
 
 # the provider-info connection form, declared once in provider.py
 CONNECTION_TYPE = COS_CONNECTION
+__all__ = ["CONNECTION_TYPE", "CosConnectionError", "CosHook", "open_bucket"]
 
 
 _REFUSAL_HINTS = {
@@ -24,10 +27,6 @@ _REFUSAL_HINTS = {
     "InvalidAccessKeyId": "no such SecretId: check the login field",
     "AccessDenied": "the key may not list buckets (cos:GetService), or the request expired (check the clock)",
 }
-
-
-class CosConnectionError(MulticloudError, ValueError):
-    """The Airflow connection lacks a field COS needs, or has an invalid one."""
 
 
 class CosHook(BaseHook):
@@ -52,36 +51,7 @@ class CosHook(BaseHook):
         self.retries = retries
 
     def _settings(self) -> dict[str, Any]:
-        conn = self.get_connection(self.cos_conn_id)
-        extra = conn.extra_dejson or {}
-
-        def field(name: str) -> str | None:
-            value = extra.get(name, extra.get(f"extra__cos__{name}"))
-            return str(value).strip() if value not in (None, "") else None
-
-        cid = self.cos_conn_id
-        if not conn.login:
-            raise CosConnectionError(f"Airflow connection {cid!r} has no login: set it to the COS SecretId")
-        if not conn.password:
-            raise CosConnectionError(f"Airflow connection {cid!r} has no password: set it to the COS SecretKey")
-        region = field("region")
-        if not region:
-            raise CosConnectionError(
-                f'Airflow connection {cid!r} has no region: add "region" (e.g. "ap-guangzhou") to its extra'
-            )
-        scheme = (field("scheme") or "https").lower()
-        if scheme not in ("http", "https"):
-            raise CosConnectionError(
-                f'Airflow connection {cid!r}: extra "scheme" must be http or https, not {scheme!r}'
-            )
-        return {
-            "secret_id": conn.login,
-            "secret_key": conn.password,
-            "region": region,
-            "token": field("token"),
-            "scheme": scheme,
-            "endpoint": field("endpoint"),
-        }
+        return cos_settings(self.get_connection(self.cos_conn_id), self.cos_conn_id)
 
     @property
     def region(self) -> str:
@@ -121,9 +91,7 @@ class CosHook(BaseHook):
 
     def get_store(self, bucket: str, transfer: TransferConfig | None = None) -> CosStore:
         """A store for ``bucket`` (``name-APPID``) whose errors name this connection."""
-        return CosStore.from_settings(
-            bucket, **self._settings(), label=self.cos_conn_id, transfer=transfer, retries=self.retries
-        )
+        return cos_store(self._settings(), self.cos_conn_id, bucket, transfer, retries=self.retries)
 
 
 def open_bucket(conn_id: str, bucket: str, transfer: TransferConfig | None = None) -> tuple[CosStore, CosHook]:

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from airflow_multicloud.errors import InvalidURIError, MulticloudError
+from airflow_multicloud.hooks.env_connections import EnvConnection, from_environment, secrets_backend_configured
 from airflow_multicloud.replication.model import Location
-from airflow_multicloud.schemes import SCHEMES
+from airflow_multicloud.schemes import SCHEMES, Scheme
 from airflow_multicloud.stores.base import ObjectInfo, ObjectStore, TransferConfig
 from airflow_multicloud.stores.local import LocalStore
 from airflow_multicloud.uri import folder_prefix, parse_uri
@@ -27,24 +28,50 @@ def require_connection(conn_id: str, scheme: str) -> None:
     try:
         BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
-        raise MissingConnectionError(
-            f"Airflow connection {conn_id!r} (for {scheme}://) is not defined: create it under Admin > Connections, "
-            f"or set the environment variable AIRFLOW_CONN_{conn_id.upper()}"
-        ) from None
+        raise MissingConnectionError(_missing(conn_id, scheme)) from None
 
 
-def _open(scheme: str, bucket: str, conn_id: str | None, transfer: TransferConfig | None) -> tuple[ObjectStore, Any]:
-    """The store and the hook that built it (None for local files)."""
+def _missing(conn_id: str, scheme: str) -> str:
+    return (
+        f"Airflow connection {conn_id!r} (for {scheme}://) is not defined: create it under Admin > Connections, "
+        f"or set the environment variable AIRFLOW_CONN_{conn_id.upper()}"
+    )
+
+
+def _open(
+    scheme: str, bucket: str, conn_id: str | None, transfer: TransferConfig | None, env_connections: bool = False
+) -> tuple[ObjectStore, Any]:
+    """The store and the hook that built it (None for local files, and for stores built without Airflow)."""
     spec = SCHEMES[scheme]
     if not spec.opener:
         return LocalStore(bucket, label="local files", transfer=transfer), None
     conn = conn_id or spec.default_conn_id
+    if env_connections and spec.env_opener:
+        store = _open_from_environment(spec, conn, bucket, transfer)
+        if store is not None:
+            return store, None
     if not (spec.connection_optional and conn == spec.default_conn_id):
         require_connection(conn, scheme)
     module, _, function = spec.opener.partition(":")
     opener: Callable[[str, str, TransferConfig | None], tuple[ObjectStore, Any]]
     opener = getattr(importlib.import_module(module), function)
     return opener(conn, bucket, transfer)
+
+
+def _open_from_environment(
+    spec: Scheme, conn_id: str, bucket: str, transfer: TransferConfig | None
+) -> ObjectStore | None:
+    """A store from an ``AIRFLOW_CONN_*`` variable, read without importing Airflow; None when Airflow must be asked
+    (a secrets backend is configured, or the connection needs the amazon provider's session factory)."""
+    if secrets_backend_configured():
+        return None
+    conn = from_environment(conn_id)
+    if conn is None and not (spec.connection_optional and conn_id == spec.default_conn_id):
+        raise MissingConnectionError(_missing(conn_id, spec.name))
+    module, _, function = spec.env_opener.partition(":")
+    opener: Callable[[EnvConnection | None, str, str, TransferConfig | None], ObjectStore | None]
+    opener = getattr(importlib.import_module(module), function)
+    return opener(conn, conn_id, bucket, transfer)
 
 
 def open_store(scheme: str, bucket: str, conn_id: str | None, transfer: TransferConfig | None = None) -> ObjectStore:
@@ -100,19 +127,23 @@ def open_location(
     transfer: TransferConfig | None = None,
     create: bool = False,
     lineage: str | None = None,
+    env_connections: bool = False,
 ) -> Location:
     """Parse ``uri`` and open it. A ``file://`` folder is the store's root; ``create``: a missing one is made when
     the first object is written to it.
 
     The prefix names a folder: ``oss://b/data`` opens ``oss://b/data/`` (:class:`Location` adds the ``/``).
     ``lineage="input"`` or ``"output"`` also reports the dataset, by that folder URI, as hook-level lineage.
+    ``env_connections``: read connections from ``AIRFLOW_CONN_*`` without importing Airflow when no secrets backend
+    is configured (what Airflow itself would find outside a task): the CLI's fast start. Never inside a task, whose
+    connections come from the API server.
     """
     parsed = parse_uri(uri)
     if parsed.scheme == "file":
         root = "/" + parsed.prefix.rstrip("/")
         return Location(_local_folder(root, create, transfer), "")
     prefix = folder_prefix(parsed.prefix, uri)  # a bad prefix fails before any connection is looked up
-    store, hook = _open(parsed.scheme, parsed.bucket, conn_id, transfer)
+    store, hook = _open(parsed.scheme, parsed.bucket, conn_id, transfer, env_connections)
     loc = Location(store, prefix)
     if lineage and hook is not None:
         _report_lineage(hook, loc.uri, lineage)

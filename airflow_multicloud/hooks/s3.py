@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_multicloud.stores.base import CLIENT_POOL_SIZE, TransferConfig
+from airflow_multicloud.hooks.settings import s3_client_config
+from airflow_multicloud.stores.base import TransferConfig
 from airflow_multicloud.stores.s3 import S3Store
 
 
 def make_s3_hook(conn_id: str) -> Any:
     """The amazon provider's S3Hook for ``conn_id``, with a connection pool sized for parallel copies."""
+    from airflow.exceptions import AirflowNotFoundException
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from botocore.config import Config
+    from airflow.sdk import BaseHook
 
-    config = Config(
-        max_pool_connections=CLIENT_POOL_SIZE,
-        # the signed payload (http) or Content-MD5 (https) already protects every PUT; a CRC32 would be another pass
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
-    # keep what the connection's own config_kwargs say, adding only the pool size and checksum mode
-    own = S3Hook(aws_conn_id=conn_id).config
-    return S3Hook(aws_conn_id=conn_id, config=own.merge(config) if own is not None else config)
+    # keep what the connection's own config_kwargs say, adding only the pool size and checksum mode; read here,
+    # not through a second S3Hook, whose connection wrapper would log its credentials line once more
+    try:
+        own = BaseHook.get_connection(conn_id).extra_dejson.get("config_kwargs")
+    except AirflowNotFoundException:
+        own = None
+    return S3Hook(aws_conn_id=conn_id, config=s3_client_config(own))
 
 
 def s3_store_from_connection(

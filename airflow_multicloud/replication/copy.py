@@ -21,6 +21,7 @@ from airflow_multicloud.replication.model import (
     SourceProof,
     parse_choice,
 )
+from airflow_multicloud.replication.progress import count_consumed, object_counter
 from airflow_multicloud.replication.proof import (
     BackgroundHasher,
     Crc64Hex,
@@ -255,11 +256,13 @@ def _copy_streamed(
     chunk_size = _stream_chunk(dests, opts)
     tee = Tee(len(dests), depth=_tee_depth(chunk_size))
     out: dict[int, ObjectResult | BaseException] = {}
+    counter = object_counter()  # the run's progress moves while a large object streams
 
     def run(i: int, d: int, dest: Location) -> None:
         try:
             # the source check hashes the stream once already; the writers add no whole-object MD5 pass
-            sent = dest.store.write(dest.key(obj.rel), tee.stream(i), metadata=meta, resume=True, whole_md5=False)
+            stream = count_consumed(tee.stream(i), counter)
+            sent = dest.store.write(dest.key(obj.rel), stream, metadata=meta, resume=True, whole_md5=False)
             if evidence.md5:
                 sent = replace(sent, md5=evidence.md5)
             out[d] = _result(obj.rel, d, sent, evidence.proof, prove_write(dest.store, sent), attempt)

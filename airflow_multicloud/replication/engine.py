@@ -30,7 +30,7 @@ from airflow_multicloud.replication.model import (
     parse_choice,
 )
 from airflow_multicloud.replication.plan import Filters, invalid_keys, plan_copy
-from airflow_multicloud.replication.progress import Progress
+from airflow_multicloud.replication.progress import Display, Progress, throughput
 from airflow_multicloud.replication.record import KEY_SAMPLE, Recorder, note
 from airflow_multicloud.replication.retention import (
     locked_as_conflicts,
@@ -59,6 +59,17 @@ class MirrorLimitError(ReplicationError):
     """A mirror would delete more than ``max_delete`` objects: refused before anything was copied or deleted."""
 
 
+class EmptySourceError(MulticloudError, ValueError):
+    """The source holds no objects (after filters) and ``allow_empty`` is not set; ``allow`` names the switch."""
+
+    def __init__(self, uri: str, allow: str = "allow_empty=True") -> None:
+        super().__init__(
+            f"source {uri} holds no objects (after filters): check the prefix and the date partition, "
+            f"or pass {allow} if an empty dataset is expected"
+        )
+        self.uri = uri
+
+
 class IncompleteRunError(ReplicationError):
     """A service or network failure that retries did not cure stopped the run after it began writing;
     ``summary`` says how far it got (copied, manifests written, deleted)."""
@@ -81,6 +92,8 @@ class ReplicationOptions:
     :param max_cost: refuse to start when the estimated cost is above this (currency of the pricing table).
     :param pricing: path of a JSON pricing table replacing the shipped one.
     :param manifest_retention: how many manifests each replica keeps, and how often they are consolidated.
+    :param progress_display: shows the progress every ``progress_interval`` seconds (default: a log line); the
+        CLI's is a bar on a terminal.
     :param stale_upload_age: unfinished multipart uploads under a destination older than this are aborted (and
         reported) before the run, as are those whose source object is gone; younger ones may belong to a run
         still writing them, or be resumed by this one. Seconds, or a timedelta.
@@ -107,6 +120,7 @@ class ReplicationOptions:
     pricing: str | None = None
     stale_upload_age: timedelta = timedelta(hours=24)
     manifest_retention: ManifestRetention = field(default_factory=ManifestRetention)
+    progress_display: Display | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_choice(Mode, self.mode, "mode"))
@@ -162,27 +176,32 @@ def run_plan(
     entries: Sequence[PlanEntry],
     options: ReplicationOptions,
     record: Callable[[PlanEntry, list[ObjectResult]], None],
+    started: float | None = None,
 ) -> None:
     """Copy what the entries say, ``workers`` at once, handing each entry and its copies' results to ``record``
     as they complete (one call at a time; an entry with no copy to make gets no results). At most twice
-    ``workers`` copies wait or run at once, so nothing grows with the number of entries."""
+    ``workers`` copies wait or run at once, so nothing grows with the number of entries. ``started``: when the run
+    began (``time.monotonic()``), for the progress's throughput."""
     todo = [e for e in entries if PlanAction.COPY in e.actions.values()]
     big = Semaphore(options.large_workers)
     slots = Semaphore(2 * options.workers)
     lock = Lock()
     errors: list[BaseException] = []
     threshold = min(d.store.transfer.multipart_threshold for d in destinations)
-    progress = Progress(len(todo), sum(e.obj.size for e in todo), options.progress_interval)
+    writes = sum(e.obj.size * list(e.actions.values()).count(PlanAction.COPY) for e in todo)
+    progress = Progress(len(todo), writes, options.progress_interval, started=started, display=options.progress_display)
 
     def one(entry: PlanEntry) -> None:
         try:
             targets = [(d, destinations[d]) for d, a in sorted(entry.actions.items()) if a == PlanAction.COPY]
-            if entry.obj.size >= threshold:
-                with big:
+            with progress.tracking(entry.obj.size * len(targets)):
+                if entry.obj.size >= threshold:
+                    with big:
+                        done = copy_object(source, targets, entry.obj, options.copy)
+                else:
                     done = copy_object(source, targets, entry.obj, options.copy)
-            else:
-                done = copy_object(source, targets, entry.obj, options.copy)
-            progress.add(entry.obj.size, failed=any(r.status == "failed" for r in done))
+            copied = sum(r.size for r in done if r.status == "copied")
+            progress.add(copied, failed=any(r.status == "failed" for r in done))
             with lock:
                 record(entry, done)
         except BaseException as exc:  # raised in the caller once the copies in flight end
@@ -248,10 +267,7 @@ def replicate(
     summary.invalid_keys = invalid_keys(plan, destinations)
     summary.reserved_skipped, summary.unlisted = len(plan.reserved), list(plan.unlisted)
     if not plan.objects and not options.allow_empty and shard is None:
-        raise ValueError(
-            f"source {source.uri} holds no objects (after filters): check the prefix and the date partition, "
-            "or pass allow_empty=True if an empty dataset is expected"
-        )
+        raise EmptySourceError(source.uri)
     deletes = plan.extras if options.mode is Mode.MIRROR else {}
     log.info(
         "plan for %s -> %s: %d objects, %d copies to make, %d skipped, %d conflicts, %d to delete",
@@ -275,7 +291,7 @@ def replicate(
         return summary
     _check_max_delete(destinations, deletes, options, summary)
     try:
-        _copy_and_record(source, destinations, plan, options, summary, shard, deletes)
+        _copy_and_record(source, destinations, plan, options, summary, shard, deletes, started)
         if options.mode is Mode.MIRROR:
             _mirror_deletes(destinations, deletes, options, summary)
     except Exception as exc:
@@ -287,7 +303,7 @@ def replicate(
             summary,
         ) from exc
     summary.duration_s = round(time.monotonic() - started, 3)
-    summary.throughput_mb_s = round(summary.copied_bytes / 1e6 / max(summary.duration_s, 1e-9), 2)
+    summary.throughput_mb_s = round(throughput(summary.copied_bytes, summary.duration_s), 2)
     if summary.conflict_keys:
         log.warning("not overwritten (overwrite='never' or a retention lock): %s", summary.conflict_keys[:20])
     if summary.failed:
@@ -304,6 +320,7 @@ def _copy_and_record(
     summary: RunSummary,
     shard: str | None,
     deletes: dict[int, list[str]],
+    started: float | None = None,
 ) -> None:
     """Copy, streaming each result into the summary and its destination's manifest; then send the manifests
     (retried like copies; one that still fails is a failure) and keep each replica's chain in shape."""
@@ -315,7 +332,7 @@ def _copy_and_record(
             locked_as_conflicts([(entry, copied)], summary)  # an overwrite a lock refused is a conflict
             recorder.add(entry, copied)
 
-        run_plan(source, destinations, plan.entries, options, record)
+        run_plan(source, destinations, plan.entries, options, record, started)
         failed = summary.failed
         for d, (dest, writer) in enumerate(zip(destinations, recorder.writers, strict=True)):
             if not failed:  # a mirror deletes only once every copy verified

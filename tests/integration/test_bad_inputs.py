@@ -98,9 +98,9 @@ CASES = [
     Case("source-inside-destination", "prefixes", 2, "overlaps the source", (REP, "<src>sub/", "<src>")),
     Case("same-destination-twice", "prefixes", 2, "overlaps another destination", (REP, "<src>", "<cos>", "<cos>")),
     Case("local-destination-inside-local-source", "prefixes", 2, "overlaps", (REP, "<file_src>", "<file_src>inside/")),
-    Case("prefix-typo-empty-source", "prefixes", 2, "holds no objects", (REP, "<src_bucket_uri>nope/", "<cos>")),
+    Case("prefix-typo-empty-source", "prefixes", 2, "or pass --allow-empty", (REP, "<src_bucket_uri>nope/", "<cos>")),
     Case("prefix-with-empty-folder-name", "prefixes", 2, "has an empty folder name", (REP, "<src>", "<cos>x//y/")),
-    Case("filters-leave-nothing", "prefixes", 2, "holds no objects", (REP, "<src>", "<cos>", "--include", "*.xml")),
+    Case("filters-leave-nothing", "prefixes", 2, "pass --allow-empty", (REP, "<src>", "<cos>", "--include", "*.xml")),
     Case("verify-replica-is-source", "prefixes", 2, "overlaps the source", (VER, "<src>", "<src>")),
     Case("verify-empty-source", "prefixes", 2, "holds no objects", (VER, "<src_bucket_uri>nope/", "<cos>")),
     # ---- buckets
@@ -228,8 +228,27 @@ CASES = [
         fault=("cos", {"kind": "status", "status": 404, "code": "NoSuchBucket"}),
     ),
     # ---- options
-    Case("unknown-mode", "options", 2, "mode='sync' is not supported", (REP, "<src>", "<cos>", "--mode", "sync")),
-    Case("unknown-overwrite", "options", 2, "overwrite='always'", (REP, "<src>", "<cos>", "--overwrite", "always")),
+    Case(
+        "unknown-mode",
+        "options",
+        2,
+        "--mode: invalid choice: 'sync' (choose from 'copy', 'mirror')",
+        (REP, "<src>", "<cos>", "--mode", "sync"),
+    ),
+    Case(
+        "unknown-overwrite",
+        "options",
+        2,
+        "--overwrite: invalid choice: 'always'",
+        (REP, "<src>", "<cos>", "--overwrite", "always"),
+    ),
+    Case(
+        "unknown-retention-mode",
+        "options",
+        2,
+        "--retention-mode: invalid choice: 'LEGAL'",
+        (REP, "<src>", "<cos>", "--retention", "1", "--retention-mode", "legal"),
+    ),
     Case(
         "negative-retries", "options", 2, "--retries=-1 must be at least 0", (REP, "<src>", "<cos>", "--retries", "-1")
     ),
@@ -394,6 +413,15 @@ CASES = [
         "non-empty list",
         operator=R,
         kwargs={"destinations": []},
+        execute=True,
+    ),
+    Case(
+        "operator-empty-source",
+        "prefixes",
+        ValueError,
+        "or pass allow_empty=True",
+        operator=R,
+        kwargs={"source": "<src_bucket_uri>nope/"},
         execute=True,
     ),
     Case(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def test_replicate_exit_codes(
     assert (summary["copied"], summary["failed"]) == (3, 0)
 
     assert cli(["replicate", src, dst, "--mode", "sync"]) == 2
-    assert "mode='sync'" in capsys.readouterr().err
+    assert "argument --mode: invalid choice: 'sync'" in capsys.readouterr().err
     assert cli(["replicate", src, src + "inside/"]) == 2
     assert cli(["replicate", "gs://bucket/x/", dst]) == 2
     assert cli(["replicate", src, dst, "--src-conn", "no_such_conn"]) == 2
@@ -132,3 +133,72 @@ def test_opening_a_dataset_reports_hook_level_lineage(
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert [u.rstrip("/") for u in seen["in"]] == [src.rstrip("/")]
     assert [u.rstrip("/") for u in seen["out"]] == [dst.rstrip("/")]
+
+
+def _cli_run(argv: list[str], env: dict[str, str], probe: bool = True) -> subprocess.CompletedProcess[str]:
+    """``multicloud`` in a child process; with ``probe``, the last stdout line says whether Airflow was imported."""
+    code = (
+        "import sys\n"
+        "from airflow_multicloud.cli.main import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print('AIRFLOW_IMPORTED', 'airflow' in sys.modules)\n"
+        "sys.exit(rc)\n"
+    )
+    cmd = [sys.executable, "-c", code, *argv] if probe else [str(BIN / "multicloud"), *argv]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _three_clouds(services: dict[str, Any]) -> tuple[str, list[str]]:
+    s3, cos, oss = services["s3"], services["cos"], services["oss"]
+    src = s3.create_bucket()
+    for i in range(3):
+        s3.store(src).write(f"in/{i}.csv", [b"a,b\n1,2\n"])
+    return f"s3://{src}/in/", [
+        f"s3://{s3.create_bucket()}/out/",
+        f"cos://{cos.create_bucket()}/out/",
+        f"oss://{oss.create_bucket()}/out/",
+    ]
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    # as a user runs it: no secrets backend, no unit-test mode (whose config note Airflow logs during its import)
+    drop = ("AIRFLOW__SECRETS__", "AIRFLOW_CONFIG", "AIRFLOW__CORE__UNIT_TEST_MODE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    return {**env, "AIRFLOW_HOME": str(home)}
+
+
+def test_replicate_and_verify_with_environment_connections_never_import_airflow(
+    clean_services: dict[str, Any], airflow_connections: dict[str, str], tmp_path: Path
+) -> None:
+    src, dests = _three_clouds(clean_services)
+    env = _clean_env(tmp_path)
+    run = _cli_run(["replicate", src, *dests, "--json"], env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().endswith("AIRFLOW_IMPORTED False"), run.stderr[-2000:]
+    summary = json.loads(run.stdout[: run.stdout.rindex("AIRFLOW_IMPORTED")])
+    assert (summary["copied"], summary["failed"]) == (9, 0)
+    assert run.stderr == "", "quiet by default: a clean run writes nothing to stderr when it is not a terminal"
+    check = _cli_run(["verify", src, *dests], env)
+    assert check.returncode == 0, check.stderr[-3000:]
+    assert check.stdout.strip().endswith("AIRFLOW_IMPORTED False")
+    assert not (tmp_path / "airflow.cfg").exists(), "Airflow was never started, so it wrote no config"
+
+
+def test_a_configured_secrets_backend_goes_through_airflow_with_one_log_format(
+    clean_services: dict[str, Any], airflow_connections: dict[str, str], tmp_path: Path
+) -> None:
+    """Airflow's own environment backend named as the custom backend: connections resolve through Airflow. The
+    log lines keep the CLI's one format; no masker warning about short extras ("v4", "http"), and the amazon
+    provider's "credentials retrieved" line once per store, not twice."""
+    src, dests = _three_clouds(clean_services)
+    backend = "airflow.secrets.environment_variables.EnvironmentVariablesBackend"
+    env = {**_clean_env(tmp_path), "AIRFLOW__SECRETS__BACKEND": backend}
+    run = _cli_run(["replicate", src, *dests, "-v"], env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().endswith("AIRFLOW_IMPORTED True")
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert "Skipping masking" not in run.stderr
+    stamped = [line for line in lines if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ +\S+: ", line)]
+    assert any("plan for" in line for line in stamped), run.stderr[-3000:]
+    assert not [line for line in lines if re.match(r"\d{4}-\d\d-\d\dT", line) or "[info" in line], run.stderr[-3000:]
+    assert run.stderr.count("credentials retrieved") <= 2, "one S3 source and one S3 destination"
