@@ -184,7 +184,8 @@ def test_a_bucket_default_covers_the_retention_only_when_at_least_as_long_and_as
 ) -> None:
     """S3 object lock with a 60-day default: a COMPLIANCE default covers a 30-day COMPLIANCE run (nothing set per
     object), a GOVERNANCE default does not (privileged users could delete those replicas): the run then sets
-    COMPLIANCE on each object, and the report (the plan's, the asset extras') names the mode the replicas are held in."""
+    COMPLIANCE on each object, and the report (the plan's, the asset extras') names the mode the replicas are held
+    in."""
     from airflow_multicloud.replication.retention import prepare_destinations
 
     policy = parse_retention(30, "COMPLIANCE")
