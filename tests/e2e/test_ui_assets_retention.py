@@ -90,6 +90,8 @@ def test_asset_page_of_a_locked_replica_shows_its_retention(
         # only the run this test triggers: unpausing would also start today's scheduled run (an empty partition,
         # retried every 5 minutes) ahead of it, and the DAG runs one at a time
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        # the task's calls to the Execution API wait 5 s by default: too short for a loaded 2-core machine
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
     }
     stack = AirflowStack(
         tmp_path / "home", REPO_DAGS, components=("api-server", "dag-processor", "scheduler"), extra_env=env
