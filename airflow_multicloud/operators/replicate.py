@@ -218,9 +218,12 @@ class ReplicateDatasetOperator(BaseOperator):
             asset = matching_asset(dest_uri, self.outlets)
             if asset is None:
                 continue
+            protection = retention_extra(locks.get(dest_uri), pairs.get(dest_uri), summary.cost)
             context["outlet_events"][asset].extra = {
                 "source": summary.source,
                 "destination": dest_uri,
+                # who can delete this replica first: the asset page shows the top of the extra without scrolling
+                **({"retention": protection.pop("retention")} if "retention" in protection else {}),
                 "objects": summary.objects,
                 "bytes": summary.bytes,
                 "copied": summary.copied,
@@ -228,7 +231,7 @@ class ReplicateDatasetOperator(BaseOperator):
                 "manifest": manifest,
                 "verified": summary.failed == 0 and not summary.dry_run,
                 "run_id": summary.run_id,
-                **retention_extra(locks.get(dest_uri), pairs.get(dest_uri), summary.cost),
+                **protection,
             }
 
     def replica_file(self, kind: LinkKind, index: int) -> tuple[str, str | None] | None:

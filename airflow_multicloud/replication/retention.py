@@ -83,16 +83,24 @@ def prepare_destinations(
             if status.enabled and status.level == "bucket" and not status.locked:
                 reason = "its WORM policy is not locked yet (CompleteBucketWorm)"
             missing.append(f"{dest.uri} cannot hold {asked}: {reason}")
+        held_mode = status.mode
         if policy is not None and status.enabled and status.level == "object":
-            # a bucket default at least as long already covers it, and COS refuses to shorten a date
-            covered = status.days is not None and status.days >= policy.days_left()
+            # a bucket default at least as long and as strict already covers it (COS refuses to shorten a date);
+            # a GOVERNANCE default does not cover a COMPLIANCE policy
+            covered = (
+                status.days is not None
+                and status.days >= policy.days_left()
+                and status.mode in (RetentionMode.COMPLIANCE.value, policy.mode.value)
+            )
             dest.store.retention = None if covered else policy
+            held_mode = status.mode if covered else policy.mode.value
         elif policy is not None and not can_hold:
             log.warning("%s cannot hold retention until %s: %s", dest.uri, policy.until.date(), status.remedy)
         report.append(
             {
                 "destination": dest.uri,
                 **status.to_json(),
+                "mode": held_mode,  # what the replicas written by this run are held in, not only the bucket default
                 "retain_until": policy.until.isoformat() if policy and can_hold else None,
                 "who_can_delete": who_can_delete(status, policy if can_hold else None),
             }

@@ -31,6 +31,7 @@ from airflow_multicloud.stores.base import (
     check_sent_part,
     md5_b64,
 )
+from airflow_multicloud.stores.cos_copy import CosMultipartCopy, refused_as_too_large
 from airflow_multicloud.stores.cos_lock import CosObjectLock
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def make_client(
     return CosS3Client(config, retry=retries, session=session)
 
 
-class CosStore(CosObjectLock, ObjectStore):
+class CosStore(CosObjectLock, CosMultipartCopy, ObjectStore):
     """One COS bucket (``name-APPID``).
 
     :param client: a configured ``qcloud_cos.CosS3Client``.
@@ -318,12 +319,18 @@ class CosStore(CosObjectLock, ObjectStore):
             kwargs["ContentType"] = src_headers.get("Content-Type", "application/octet-stream")
             kwargs["Metadata"] = _meta_headers(metadata)
         status = "Copy" if metadata is None else "Replaced"
-        self._call(
-            lambda: self.client.copy_object(
-                Bucket=self.bucket, Key=dst_key, CopySource=source, CopyStatus=status, **kwargs
-            ),
-            dst_key,
-        )
+        try:
+            self._call(
+                lambda: self.client.copy_object(
+                    Bucket=self.bucket, Key=dst_key, CopySource=source, CopyStatus=status, **kwargs
+                ),
+                dst_key,
+            )
+        except StoreError as exc:
+            if not refused_as_too_large(exc):
+                raise
+            self._copy_in_parts(src_bucket, src_key, dst_key, metadata)  # sets the retention on completion
+            return self.head(dst_key)
         self._retain(dst_key)
         return self.head(dst_key)
 

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, cast
 from urllib.parse import quote, unquote
 
 from airflow_multicloud.testing import disk
+from airflow_multicloud.testing.cos_limits import CosLimits, LimitError, check_copy_source, check_part_sizes
 from airflow_multicloud.testing.cos_locks import CosLockOps
 from airflow_multicloud.testing.cos_protocol import (
     OWNER,
@@ -126,7 +127,7 @@ class CosHandler(CosLockOps, ObjectHandler):
             if self.key:
                 _check_key(self.key)
             handler()
-        except CosError as exc:
+        except (CosError, LimitError) as exc:
             self.send_error_response(exc.status, exc.code, exc.message)
         except tuple(_ERRORS) as exc:
             status, code = _ERRORS[type(exc)]
@@ -214,6 +215,10 @@ class CosHandler(CosLockOps, ObjectHandler):
         if up.bucket != self.bucket or up.key != self.key:
             raise disk.NoSuchUpload(self.query["uploadId"])
         return up
+
+    @property
+    def limits(self) -> CosLimits:
+        return getattr(self.server, "limits", None) or CosLimits()
 
     def _copy_source(self) -> tuple[str, str]:
         source = unquote(self.headers["x-cos-copy-source"].split("?")[0]).lstrip("/")
@@ -329,6 +334,7 @@ class CosHandler(CosLockOps, ObjectHandler):
 
     def op_CopyObject(self) -> None:
         src_bucket, src_key = self._copy_source()
+        check_copy_source(self.limits, self.server.buckets.head(src_bucket, src_key).size)
         replace = self.headers.get("x-cos-metadata-directive", "Copy").lower() == "replaced"
         asked = self.requested_lock()
         self.guard(self.key)
@@ -416,6 +422,7 @@ class CosHandler(CosLockOps, ObjectHandler):
             parts = [(int(p.findtext("PartNumber") or 0), p.findtext("ETag") or "") for p in root.iter("Part")]
         except (ET.ParseError, ValueError):
             raise CosError(400, "MalformedXML", "the CompleteMultipartUpload body is not valid XML") from None
+        check_part_sizes(self.limits, [(n, up.parts[n].size) for n, _ in parts if n in up.parts])
         self.guard(self.key)
         asked = self.server.locks.pending.pop(up.upload_id, None)
         obj = self.server.buckets.complete(up.upload_id, parts)

@@ -2,7 +2,11 @@
 headers on PutObject / InitiateMultipartUpload, and the refusal of deletes and overwrites while an object is retained.
 
 Object lock is COMPLIANCE only on COS, cannot be disabled once enabled, and a retention date can only be extended.
-A refused delete or overwrite answers 403 AccessDenied, as S3 Object Lock does (COS's lock API mirrors S3's).
+A refused delete or overwrite answers 403 AccessDenied, as S3 Object Lock does (COS's lock API mirrors S3's). COS's
+own documentation (Object Lock Overview, the DELETE Object and error code pages, read 2026-12) says a locked object
+"cannot be overwritten or deleted" but names no error code for it: check this against a real bucket when one with
+object lock (an allowlisted feature) is at hand. CosStore does not rely on the code: on AccessDenied it asks the
+object's retention before calling the refusal a lock.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_multicloud.stores.base import TransferConfig
 from airflow_multicloud.testing.cos_handler import CosHandler
+from airflow_multicloud.testing.cos_limits import CosLimits
 from airflow_multicloud.testing.http import DiskBackedService, LocalObjectServer
 from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
 
@@ -30,18 +31,25 @@ class CosService(DiskBackedService):
     :param port: TCP port on 127.0.0.1 (0: any free one).
     :param region: the region the SDK is configured with (it only shapes the Host header).
     :param appid: the APPID suffix of bucket names.
+    :param limits: the size limits of the real COS it enforces (tests lower them to reach a refusal cheaply).
     """
 
     name = "cos"
     sdk_retries = 1  # the SDK sleeps 1 s, 2 s, ... between retries: keep fault tests quick
 
     def __init__(
-        self, root: str | None = None, port: int = 0, region: str = "ap-guangzhou", appid: str = "1250000000"
+        self,
+        root: str | None = None,
+        port: int = 0,
+        region: str = "ap-guangzhou",
+        appid: str = "1250000000",
+        limits: CosLimits | None = None,
     ) -> None:
         self.region = region
         self.appid = appid
         server = LocalObjectServer(CosHandler, port=port, root=root, credentials={ACCESS_KEY: SECRET_KEY})
         server.region = region  # type: ignore[attr-defined]
+        server.limits = limits or CosLimits()  # type: ignore[attr-defined]
         self._attach(server)
 
     def create_bucket(self, name: str | None = None) -> str:

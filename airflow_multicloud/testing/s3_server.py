@@ -1,6 +1,7 @@
 """A local S3: moto's real S3 server in a threaded werkzeug server, behind a WSGI middleware that logs every
 request, injects faults (see :mod:`airflow_multicloud.testing.faults`), checks SigV4 signatures, the signed
-payload hash and Content-MD5 (moto checks none of them) and drops moto's ``x-amz-version-id: null`` header.
+payload hash, Content-MD5 and the 1024-byte key limit (moto checks none of them) and drops moto's
+``x-amz-version-id: null`` header.
 
 moto keeps its S3 state process-wide: two ``S3Service`` in one process see the same buckets (``create_bucket``
 names are unique per service, so tests do not collide). For truly separate servers run
@@ -38,6 +39,7 @@ _UPLOAD = re.compile(rb"<Upload>.*?</Upload>", re.DOTALL)
 _UPLOAD_ID = re.compile(rb"<UploadId>([^<]+)</UploadId>")
 _INITIATED = re.compile(rb"<Initiated>[^<]*</Initiated>")
 _HANDLER = "multicloud.handler"
+MAX_KEY_BYTES = 1024  # S3 object keys: at most 1024 bytes of UTF-8, else 400 KeyTooLongError
 
 
 def operation_name(method: str, bucket: str, key: str, query: dict[str, str], headers: dict[str, str]) -> str:
@@ -209,6 +211,11 @@ class S3Middleware:
                 message = "The request signature we calculated does not match the signature you provided."
                 yield from self._error(start_response, rec, 403, code, message, raw_path)
                 return
+        key_bytes = len(rec.key.encode("utf-8", "surrogatepass"))
+        if key_bytes > MAX_KEY_BYTES:  # moto accepts any length
+            message = f"Your key is too long: {key_bytes} bytes, over {MAX_KEY_BYTES}"
+            yield from self._error(start_response, rec, 400, "KeyTooLongError", message, raw_path)
+            return
         rule = faults.pick(("status",), rec.method, op, rec.key)
         if rule is not None:
             yield from self._error(

@@ -17,6 +17,7 @@ from qcloud_cos.cos_exception import CosClientError, CosServiceError
 from airflow_multicloud.checksums import crc64
 from airflow_multicloud.stores.base import MiB
 from airflow_multicloud.stores.cos import EndpointAdapter, make_client
+from airflow_multicloud.testing.cos_limits import CosLimits
 from airflow_multicloud.testing.cos_server import CosService
 from airflow_multicloud.testing.http import RequestRecord
 from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
@@ -225,18 +226,89 @@ def test_copy_object_directives_and_upload_part_copy(svc: CosService, bucket: st
     replaced = client.head_object(Bucket=bucket, Key="replaced")
     assert replaced["x-cos-meta-team"] == "b" and "x-cos-meta-owner" not in replaced
 
+    big = os.urandom(MiB + 10)  # every part but the last is at least 1 MB on COS
+    client.put_object(Bucket=bucket, Key="big", Body=big)
     upload_id = client.create_multipart_upload(Bucket=bucket, Key="assembled")["UploadId"]
     p1 = client.upload_part_copy(
-        Bucket=bucket, Key="assembled", PartNumber=1, UploadId=upload_id, CopySource=source, CopySourceRange="bytes=2-5"
+        Bucket=bucket,
+        Key="assembled",
+        PartNumber=1,
+        UploadId=upload_id,
+        CopySource={**source, "Key": "big"},
+        CopySourceRange=f"bytes=2-{MiB + 1}",
     )
     p2 = client.upload_part_copy(Bucket=bucket, Key="assembled", PartNumber=2, UploadId=upload_id, CopySource=source)
     parts = [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": p2["ETag"]}]
     done = client.complete_multipart_upload(
         Bucket=bucket, Key="assembled", UploadId=upload_id, MultipartUpload={"Part": parts}
     )
-    assert done["x-cos-hash-crc64ecma"] == str(crc64(b"2345" + b"0123456789"))
+    assert done["x-cos-hash-crc64ecma"] == str(crc64(big[2 : MiB + 2] + b"0123456789"))
     body = client.get_object(Bucket=bucket, Key="assembled")["Body"].get_raw_stream().read()
-    assert body == b"23450123456789"
+    assert body == big[2 : MiB + 2] + b"0123456789"
+
+
+def test_parts_under_1_mb_but_the_last_are_refused_at_complete(bucket: str, client: CosS3Client) -> None:
+    """COS parts are 1 MB to 5 GB but the last (Upload Part API): a smaller one fails the whole upload at
+    CompleteMultipartUpload with 400 EntityTooSmall, whatever the SDK or tool that uploaded it."""
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key="tiny-parts")["UploadId"]
+    sizes = {1: MiB - 1, 2: MiB, 3: 5}
+    etags = {
+        n: client.upload_part(Bucket=bucket, Key="tiny-parts", Body=b"p" * size, PartNumber=n, UploadId=upload_id)[
+            "ETag"
+        ]
+        for n, size in sizes.items()
+    }
+    with pytest.raises(CosServiceError) as refused:
+        client.complete_multipart_upload(
+            Bucket=bucket,
+            Key="tiny-parts",
+            UploadId=upload_id,
+            MultipartUpload={"Part": [{"PartNumber": n, "ETag": etags[n]} for n in (1, 2, 3)]},
+        )
+    assert (refused.value.get_status_code(), refused.value.get_error_code()) == (400, "EntityTooSmall")
+    assert "Part 1" in refused.value.get_error_msg()
+    # the upload is still there: without the short part (the 5-byte last part may be small) it completes
+    done = client.complete_multipart_upload(
+        Bucket=bucket,
+        Key="tiny-parts",
+        UploadId=upload_id,
+        MultipartUpload={"Part": [{"PartNumber": n, "ETag": etags[n]} for n in (2, 3)]},
+    )
+    assert done["ETag"].endswith('-2"')
+    assert int(client.head_object(Bucket=bucket, Key="tiny-parts")["Content-Length"]) == MiB + 5
+
+
+def test_copy_object_over_the_copy_limit_is_refused_as_entity_too_large(
+    svc: CosService, bucket: str, client: CosS3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PUT Object - Copy takes sources up to 5 GB; COS answers a bigger one with 400 EntityTooLarge (a multipart
+    Upload Part - Copy is the way). 5 GB of test data is impractical: the server's limit is lowered to 1 MiB."""
+    monkeypatch.setattr(svc.server, "limits", CosLimits(max_copy_source=MiB))
+    client.put_object(Bucket=bucket, Key="at-limit", Body=b"a" * MiB)
+    client.put_object(Bucket=bucket, Key="over-limit", Body=b"o" * (MiB + 1))
+    source = {"Bucket": bucket, "Region": svc.region}
+    client.copy_object(Bucket=bucket, Key="copy-at-limit", CopySource={**source, "Key": "at-limit"})
+    with pytest.raises(CosServiceError) as refused:
+        client.copy_object(Bucket=bucket, Key="copy-over-limit", CopySource={**source, "Key": "over-limit"})
+    assert (refused.value.get_status_code(), refused.value.get_error_code()) == (400, "EntityTooLarge")
+    with pytest.raises(CosServiceError):
+        client.head_object(Bucket=bucket, Key="copy-over-limit")
+    # Upload Part - Copy of the same source is accepted
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key="copy-over-limit")["UploadId"]
+    part = client.upload_part_copy(
+        Bucket=bucket,
+        Key="copy-over-limit",
+        PartNumber=1,
+        UploadId=upload_id,
+        CopySource={**source, "Key": "over-limit"},
+    )
+    client.complete_multipart_upload(
+        Bucket=bucket,
+        Key="copy-over-limit",
+        UploadId=upload_id,
+        MultipartUpload={"Part": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    assert int(client.head_object(Bucket=bucket, Key="copy-over-limit")["Content-Length"]) == MiB + 1
 
 
 def test_delete_objects(svc: CosService, bucket: str, client: CosS3Client) -> None:

@@ -255,9 +255,10 @@ def test_resume_resends_only_missing_parts(svc: CosService, store: CosStore) -> 
 def test_multipart_primitives(store: CosStore) -> None:
     upload_id = store.create_multipart("m/p q+r", metadata={"a": "1"}, content_type="text/plain")
     assert [(u.key, u.upload_id) for u in store.list_multipart_uploads("m/")] == [("m/p q+r", upload_id)]
-    etags = [store.upload_part("m/p q+r", upload_id, n, bytes([n]) * 10) for n in (1, 2)]
+    sizes = {1: MiB, 2: 10}  # COS: every part but the last is at least 1 MB
+    etags = [store.upload_part("m/p q+r", upload_id, n, bytes([n]) * size) for n, size in sizes.items()]
     parts = store.list_parts("m/p q+r", upload_id)
-    assert [(p.number, p.size, p.etag) for p in parts] == [(1, 10, etags[0]), (2, 10, etags[1])]
+    assert [(p.number, p.size, p.etag) for p in parts] == [(1, MiB, etags[0]), (2, 10, etags[1])]
     etag = store.complete_multipart("m/p q+r", upload_id, parts)
     assert etag.endswith("-2") and store.head("m/p q+r").metadata == {"a": "1"}
     other = store.create_multipart("m/x", metadata={})

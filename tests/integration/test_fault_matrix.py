@@ -25,6 +25,7 @@ from airflow_multicloud.replication.engine import ReplicationError, ReplicationO
 from airflow_multicloud.replication.model import RESERVED_DIR, Location, RunSummary
 from airflow_multicloud.stores.base import TransferConfig
 from airflow_multicloud.stores.local import LocalStore
+from airflow_multicloud.testing.cos_limits import CosLimits
 
 PART = 128 * 1024  # above OSS's 100 KiB minimum part size
 PARTS = TransferConfig(multipart_threshold=2 * PART, part_size=PART, max_concurrency=2)
@@ -51,9 +52,11 @@ FAULTS: list[tuple[str, float, dict[str, Any]]] = [
 
 
 @pytest.fixture
-def small_parts(monkeypatch: pytest.MonkeyPatch) -> TransferConfig:
-    """Parts of 128 KiB on every cloud; the tee as deep in parts as in production (see test_no_hang.py)."""
+def small_parts(monkeypatch: pytest.MonkeyPatch, services: dict[str, Any]) -> TransferConfig:
+    """Parts of 128 KiB on every cloud, the minimum part sizes of moto and of our COS server lowered for them; the
+    tee as deep in parts as in production (see test_no_hang.py)."""
     monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", 100 * 1024)
+    monkeypatch.setattr(services["cos"].server, "limits", CosLimits(min_part_size=100 * 1024))
     monkeypatch.setattr(copy_module, "TEE_BYTES", 2 * PART)
     return PARTS
 

@@ -24,6 +24,7 @@ from airflow_multicloud.replication.plan import Filters
 from airflow_multicloud.replication.uploads import clean_uploads
 from airflow_multicloud.stores.base import TransferConfig
 from airflow_multicloud.stores.local import LocalStore
+from airflow_multicloud.testing.cos_limits import CosLimits
 from airflow_multicloud.testing.cos_server import CosService
 
 PART = 128 * 1024  # above OSS's 100 KiB minimum part size
@@ -38,15 +39,17 @@ REQUESTS = {
 
 
 @pytest.fixture
-def small_parts(monkeypatch: pytest.MonkeyPatch) -> TransferConfig:
+def small_parts(monkeypatch: pytest.MonkeyPatch, services: dict[str, Any]) -> TransferConfig:
     """Parts of 128 KiB on every cloud, with the tee as deep in parts as in production.
 
     moto enforces S3's 5 MiB minimum part size unless told otherwise (its documented S3_UPLOAD_PART_MIN_SIZE,
-    read at import, so patched where it is used); our COS and OSS servers take 128 KiB parts. The tee holds
-    16 MiB, two 8 MiB parts, in production: scaled down with the parts, so a writer that stops reading fills
-    its queue as it does with real sizes.
+    read at import, so patched where it is used), our COS server COS's 1 MiB (its ``CosLimits``, lowered the same
+    way); OSS's minimum is 100 KiB. The product never uploads such parts (``part_size`` is at least 5 MiB). The
+    tee holds 16 MiB, two 8 MiB parts, in production: scaled down with the parts, so a writer that stops reading
+    fills its queue as it does with real sizes.
     """
     monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", 100 * 1024)
+    monkeypatch.setattr(services["cos"].server, "limits", CosLimits(min_part_size=100 * 1024))
     monkeypatch.setattr(copy_module, "TEE_BYTES", 2 * PART)
     return PARTS
 

@@ -179,3 +179,31 @@ def test_same_service_uses_server_side_copy(clean_services: dict[str, Any]) -> N
     copies = [r for r in clean_services["oss"].requests if r.operation in ("CopyObject", "UploadPartCopy")]
     assert len(copies) >= len(files)
     assert summary.copied == len(files) and content(dest) == files
+
+
+def test_cos_copy_over_the_single_request_limit_is_copied_in_parts_server_side(
+    clean_services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COS refuses PUT Object - Copy of a source over 5 GB (400 EntityTooLarge): the store copies it with multipart
+    Upload Part - Copy instead, still server-side and proven by both sides' CRC64. 5 GB of test data is impractical,
+    so the local server's limit is lowered to 1 MiB (``CosLimits``): big.bin (11 MiB) goes over it, the rest not."""
+    from airflow_multicloud.replication.manifest import read_previous
+    from airflow_multicloud.testing.cos_limits import CosLimits
+
+    cos = clean_services["cos"]
+    files = dataset()
+    source = fresh(clean_services, "cos", files)
+    dest = fresh(clean_services, "cos")
+    monkeypatch.setattr(cos.server, "limits", CosLimits(max_copy_source=MiB))
+    cos.clear_log()
+    summary = replicate(source, [dest], opts())
+    assert (summary.copied, summary.failed) == (len(files), 0)
+    assert content(dest) == files
+    big = dest.prefix + "day=1/big.bin"
+    refused = [r for r in cos.requests if r.operation == "CopyObject" and r.status == 400]
+    assert [r.key for r in refused] == [big]
+    part_copies = [r for r in cos.requests if r.operation == "UploadPartCopy" and r.key == big]
+    assert len(part_copies) == 3 and all(r.status == 200 for r in part_copies)  # 5 + 5 + 1 MiB parts
+    read = [r for r in cos.requests if r.operation == "GetObject" and r.bucket == source.store.bucket]
+    assert read == [], "the refused copy must stay server-side, not stream through us"
+    assert read_previous(dest)["day=1/big.bin"]["verified_by"][1:] == ["server-side-copy", "crc64"]

@@ -177,3 +177,30 @@ def test_validation_reports_retention_per_object_and_flags_short_ones(clouds: di
     ValidateReplicaOperator(task_id="v2", source=source.uri, replicas=[dests[1].uri], retention=3)._audit_retention(
         [dests[1]]
     )
+
+
+def test_a_bucket_default_covers_the_retention_only_when_at_least_as_long_and_as_strict(
+    clouds: dict[str, Any],
+) -> None:
+    """S3 object lock with a 60-day default: a COMPLIANCE default covers a 30-day COMPLIANCE run (nothing set per
+    object), a GOVERNANCE default does not (privileged users could delete those replicas): the run then sets
+    COMPLIANCE on each object, and the report (the plan's, the asset extras') names the mode the replicas are held
+    in."""
+    from airflow_multicloud.replication.retention import prepare_destinations
+
+    policy = parse_retention(30, "COMPLIANCE")
+    for default, covered in (("COMPLIANCE", True), ("GOVERNANCE", False)):
+        store = locked_s3(clouds["s3"])
+        store.client.put_object_lock_configuration(
+            Bucket=store.bucket,
+            ObjectLockConfiguration={
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {"DefaultRetention": {"Mode": default, "Days": 60}},
+            },
+        )
+        [report] = prepare_destinations([Location(store, "replica/")], policy, require_immutable=True)
+        assert store.retention is (None if covered else policy), default
+        assert report["mode"] == "COMPLIANCE" and report["days"] == 60, report
+        if not covered:
+            store.write("replica/k", [b"x"])
+            assert store.object_retention("replica/k").mode == "COMPLIANCE"

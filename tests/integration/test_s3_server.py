@@ -133,6 +133,30 @@ def test_content_md5_is_checked(bucket: str, client: Any) -> None:
         client.get_object(Bucket=bucket, Key="k")
 
 
+def test_keys_over_1024_bytes_are_refused_as_s3_does(bucket: str, client: Any) -> None:
+    """S3 keys are at most 1024 bytes of UTF-8 (moto takes any length): longer ones get 400 KeyTooLongError, for
+    single and multipart uploads and copies alike; 1024 bytes, counted in UTF-8, still work."""
+    longest = "k/" + "é" * 511  # 2 + 1022 = 1024 bytes
+    client.put_object(Bucket=bucket, Key=longest, Body=b"x")
+    too_long = longest + "x"
+    attempts = {
+        "PutObject": lambda: client.put_object(Bucket=bucket, Key=too_long, Body=b"x"),
+        "CopyObject": lambda: client.copy_object(
+            Bucket=bucket, Key=too_long, CopySource={"Bucket": bucket, "Key": longest}
+        ),
+        "CreateMultipartUpload": lambda: client.create_multipart_upload(Bucket=bucket, Key=too_long),
+    }
+    for operation, attempt in attempts.items():
+        with pytest.raises(ClientError) as refused:
+            attempt()
+        error = refused.value.response
+        assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == ("KeyTooLongError", 400), (
+            operation
+        )
+    listed = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert listed == [longest]
+
+
 def test_flipped_request_byte_is_caught_by_content_md5_or_payload_hash(service: S3Service, bucket: str) -> None:
     store = service.store(bucket)
     service.faults.add("flip_request", operation="PutObject", times=1)
