@@ -43,8 +43,8 @@ def _ops(stats: dict[str, Any]) -> Counter[str]:
 class Profile:
     """One round trip: sets it on every server, measures each tool with the servers' request counts."""
 
-    def __init__(self, ctx: Ctx, rtt: float) -> None:
-        self.ctx, self.rtt = ctx, rtt
+    def __init__(self, ctx: Ctx, rtt: float, adaptive: bool = False) -> None:
+        self.ctx, self.rtt, self.adaptive = ctx, rtt, adaptive
         self.tag = f"{rtt:g} ms"
 
     def servers(self) -> list[Server]:
@@ -93,6 +93,13 @@ def _small(p: Profile, n: int) -> None:
     cpu["engine"] = eng["cpu_s"]
     again = p.run("engine noop", lambda: engine(ctx, uri, [uri], [src, dst], explicit=False), n)
     wipe(dst, bucket)
+    if p.adaptive:
+        res = p.run(
+            "engine adaptive", lambda: engine(ctx, uri, [uri], [src, dst], "--adaptive-workers", explicit=False), n
+        )
+        rates["engine --adaptive-workers"], cpu["engine --adaptive-workers"] = n / res["duration_s"], res["cpu_s"]
+        p.row("small", f"engine --adaptive-workers {n} x 16 KiB", round(rates["engine --adaptive-workers"], 1), "obj/s")
+        wipe(dst, bucket)
     dry = p.run("engine dry run", lambda: engine(ctx, uri, [uri], [src, dst], "--dry-run", explicit=False), n)
     p.row("small", f"engine {n} x 16 KiB", round(rates["engine"], 1), "obj/s")
     p.requests_row("small", "engine", eng)
@@ -120,6 +127,10 @@ def _small(p: Profile, n: int) -> None:
     p.row("small", "engine / rclone default", ratio(e, rates[DEFAULT[0]]), "x", ">= 4 at 40 ms")
     p.row("small", "engine / rclone tuned", ratio(e, rates[TUNED[0]]), "x", ">= 1.5 at 40 ms, 1.25 at 0")
     p.row("small", f"engine / {plain_name}", ratio(e, rates[plain_name]), "x")
+    if p.adaptive:
+        a = rates["engine --adaptive-workers"]
+        p.row("small", "engine --adaptive-workers / engine", ratio(a, e), "x")
+        p.row("small", "engine --adaptive-workers / rclone tuned", ratio(a, rates[TUNED[0]]), "x")
     for tool, seconds in cpu.items():
         p.row("small", f"client CPU per object: {tool}", round(seconds / n * 1000, 2), "ms")
     p.row("small", "client CPU per object: engine less its dry run (start-up, listing)",
@@ -218,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rtt", type=float, action="append", help="round trip in ms (repeatable; default 0 and 40)")
     ap.add_argument("--only", action="append", choices=CASES, help="run only this case (repeatable)")
     ap.add_argument("--small-n", type=int, default=2000, help="small objects (default 2000)")
+    ap.add_argument("--adaptive", action="store_true", help="small: also the engine with --adaptive-workers")
     ap.add_argument("--large-mib", type=int, default=256, help="size of each of the 4 large objects (default 256)")
     args = ap.parse_args(argv)
     rtts = args.rtt or [0.0, 40.0]
@@ -240,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         if "large" in wanted:
             seed_s3(ctx, "bench-large", "large/", 4, args.large_mib * MiB)
         for rtt in rtts:
-            p = Profile(ctx, rtt)
+            p = Profile(ctx, rtt, args.adaptive)
             for case in wanted:
                 if case == "noop" and "small" in wanted:
                     continue  # measured with small: its first run is the one rerun

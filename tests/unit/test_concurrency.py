@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import heapq
+import os
 import threading
+from pathlib import Path
 
 import pytest
 
+from airflow_multicloud.errors import InvalidArgumentError
 from airflow_multicloud.replication.concurrency import AdaptiveLimit, FixedLimit, in_flight
+from airflow_multicloud.replication.engine import ReplicationOptions, replicate
+from airflow_multicloud.replication.model import Location
 from airflow_multicloud.stores.base import CLIENT_POOL_SIZE
+from airflow_multicloud.stores.local import LocalStore
 
 
 class Link:
@@ -106,3 +112,18 @@ def test_fixed_unless_adaptive() -> None:
     adaptive = in_flight(32, adaptive=True)
     assert isinstance(adaptive, AdaptiveLimit)
     assert (adaptive.limit, adaptive.minimum, adaptive.maximum) == (32, 8, max(32, CLIENT_POOL_SIZE))
+
+
+def test_a_run_with_an_adaptive_limit_copies_and_verifies_everything(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    files = {f"part-{i:03d}.bin": os.urandom(100 + i) for i in range(120)}  # enough for several windows
+    src.mkdir()
+    dst.mkdir()
+    for rel, data in files.items():
+        (src / rel).write_bytes(data)
+    opts = ReplicationOptions(progress_interval=0, workers=4, adaptive=True)
+    summary = replicate(Location(LocalStore(str(src)), ""), [Location(LocalStore(str(dst)), "")], opts)
+    assert (summary.copied, summary.failed) == (120, 0)
+    assert all((dst / rel).read_bytes() == data for rel, data in files.items())
+    with pytest.raises(InvalidArgumentError, match="adaptive"):
+        ReplicationOptions(adaptive="yes")  # type: ignore[arg-type]
