@@ -78,10 +78,33 @@ class Server:
             self.stop()
             raise RuntimeError(f"{kind} server did not start: see {self._log.name}")
         ready = json.loads(line)
-        self.endpoint: str = ready["endpoint"]
-        self.connection: dict[str, Any] = ready["connection"]
-        if not self.endpoint.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"{kind} server is not on loopback: {self.endpoint}")
+        self.direct: str = ready["endpoint"]
+        self._connection: dict[str, Any] = ready["connection"]
+        if not self.direct.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"{kind} server is not on loopback: {self.direct}")
+        self.endpoint = self.direct  # where clients go: the server, or the delay proxy in front of it
+        self._proxy: DelayProxy | None = None
+        self._log_dir = log_dir
+
+    @property
+    def connection(self) -> dict[str, Any]:
+        """The Airflow connection for clients, pointing at :attr:`endpoint`."""
+        text = json.dumps(self._connection).replace(
+            self.direct.removeprefix("http://"), self.endpoint.removeprefix("http://")
+        )
+        out: dict[str, Any] = json.loads(text)
+        return out
+
+    def rtt(self, ms: float) -> None:
+        """Clients reach the server through a round trip of ``ms`` milliseconds from now on (0: directly)."""
+        if ms <= 0:
+            self.endpoint = self.direct
+            return
+        if self._proxy is None:
+            # moto (werkzeug) closes every connection; real S3 keeps them: the relay keeps the client's alive
+            self._proxy = DelayProxy(self.direct, self._log_dir, http=self.kind == "s3")
+        self._proxy.rtt(ms)
+        self.endpoint = self._proxy.endpoint
 
     def _ask(self, command: str) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -119,6 +142,40 @@ class Server:
     def rss_mib(self) -> float:
         with open(f"/proc/{self.proc.pid}/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def stop(self) -> None:
+        if self._proxy is not None:
+            self._proxy.stop()
+        _stop(self.proc)
+        self._log.close()
+
+
+class DelayProxy:
+    """``bench/delay_proxy.py`` in its own process, relaying to ``target`` with a round trip set by :meth:`rtt`."""
+
+    def __init__(self, target: str, log_dir: Path, *, http: bool = False) -> None:
+        self._log = open(log_dir / f"proxy-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [PYTHON, str(HERE / "delay_proxy.py"), target, *(["--http"] if http else [])],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env=base_env(),
+        )
+        _live.add(self.proc)
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line:
+            self.stop()
+            raise RuntimeError(f"delay proxy did not start: see {self._log.name}")
+        self.endpoint: str = json.loads(line)["endpoint"]
+
+    def rtt(self, ms: float) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"rtt {ms}\n")
+        self.proc.stdin.flush()
+        if "ok" not in json.loads(self.proc.stdout.readline() or "{}"):
+            raise RuntimeError(f"delay proxy refused rtt {ms}: see {self._log.name}")
 
     def stop(self) -> None:
         _stop(self.proc)

@@ -99,13 +99,16 @@ def worker(*args: Any) -> dict[str, Any]:
     res = run_child([PYTHON, WORKER, *map(str, args)])
     out = res.json()
     out["wait4_maxrss_mib"] = round(res.maxrss_mib, 1)
+    out["cpu_s"] = round(res.cpu_s, 3)
     return out
 
 
 def engine(
-    ctx: Ctx, src: str, dests: list[str], conns: list[Server], *extra: str, timeout: float = 900
+    ctx: Ctx, src: str, dests: list[str], conns: list[Server], *extra: str, timeout: float = 900, explicit: bool = True
 ) -> dict[str, Any]:
-    """``multicloud replicate`` in a child, connections from AIRFLOW_CONN_*; the summary plus wall time and RSS."""
+    """``multicloud replicate`` in a child, connections from AIRFLOW_CONN_*; the summary plus wall time and RSS.
+
+    ``explicit``: pass the :data:`ENGINE` settings on the command line (else the CLI's own defaults apply)."""
     env = measured_env(AIRFLOW_HOME=str(OUT / "airflow-home"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
     ids = []
     for server in conns:
@@ -115,15 +118,15 @@ def engine(
     argv = [MULTICLOUD, "replicate", src, *dests, "--json", "--src-conn", ids[0]]
     for conn_id in ids[1:]:
         argv += ["--dst-conn", conn_id]
-    argv += [
-        f"--workers={ENGINE['workers']}",
-        f"--large-workers={ENGINE['large_workers']}",
-        f"--threshold={ENGINE['threshold_mib']}MiB",
-        f"--part-size={ENGINE['part_size_mib']}MiB",
-        f"--part-concurrency={ENGINE['part_concurrency']}",
-        "--progress-interval=60",
-        *extra,
-    ]
+    if explicit:
+        argv += [
+            f"--workers={ENGINE['workers']}",
+            f"--large-workers={ENGINE['large_workers']}",
+            f"--threshold={ENGINE['threshold_mib']}MiB",
+            f"--part-size={ENGINE['part_size_mib']}MiB",
+            f"--part-concurrency={ENGINE['part_concurrency']}",
+        ]
+    argv += ["--progress-interval=60", *extra]
     res = run_child(argv, env, timeout)
     summary = res.json()
     summary["wall_s"] = round(res.wall_s, 3)
@@ -191,7 +194,7 @@ def rclone(src: Server, dst: Server, path: str, *flags: str) -> dict[str, Any]:
             }
         )
     res = run_child([ensure_rclone(), "copy", f"src:{path}", f"dst:{path}", *flags], env)
-    return {"seconds": round(res.wall_s, 3), "maxrss_mib": round(res.maxrss_mib, 1)}
+    return {"seconds": round(res.wall_s, 3), "maxrss_mib": round(res.maxrss_mib, 1), "cpu_s": round(res.cpu_s, 3)}
 
 
 def ratio(a: float, b: float) -> float:

@@ -120,6 +120,11 @@ def add_replication_flags(p: argparse.ArgumentParser) -> None:
     o = ReplicationOptions
     p.add_argument("--workers", type=int, default=o.workers, help=f"objects in flight (default {o.workers})")
     p.add_argument(
+        "--adaptive-workers",
+        action="store_true",
+        help="small objects in flight start at --workers and follow the link's latency x throughput",
+    )
+    p.add_argument(
         "--large-workers",
         type=int,
         default=o.large_workers,
@@ -208,6 +213,7 @@ def replication_options(
         filters=Filters(args.include, tuple(args.exclude), args.min_age, args.max_age),
         max_delete=args.max_delete,
         workers=args.workers,
+        adaptive=args.adaptive_workers,
         large_workers=args.large_workers,
         copy=CopyOptions(
             object_retries=args.retries,

@@ -15,6 +15,7 @@ from threading import Lock, Semaphore
 from airflow_multicloud import arguments
 from airflow_multicloud.errors import InvalidArgumentError, MulticloudError, StoreError
 from airflow_multicloud.replication import cost as costs
+from airflow_multicloud.replication.concurrency import AdaptiveLimit, in_flight
 from airflow_multicloud.replication.consolidate import ManifestRetention, maintain
 from airflow_multicloud.replication.copy import CopyOptions, copy_object
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
@@ -84,6 +85,9 @@ class ReplicationOptions:
     :param overwrite: ``if_changed`` re-copies a changed source object; ``never`` reports it and leaves the
         destination as it is (immutable backups).
     :param workers: objects copied at once; ``large_workers`` of them at most may be multipart uploads.
+    :param adaptive: ``workers`` is only where the number of small objects in flight starts: it then follows what
+        the link gives (its latency x its throughput, :mod:`.concurrency`), between a quarter of it and
+        :data:`~airflow_multicloud.stores.base.CLIENT_POOL_SIZE` (the connections each store's client keeps).
     :param dry_run: plan and report, write nothing.
     :param allow_empty: an empty source is an error unless this is set.
     :param retention: keep every replica written write-once for this many days, or until this ISO date.
@@ -107,6 +111,7 @@ class ReplicationOptions:
     # each are as fast as more and thrash the servers less (bench/README.md)
     workers: int = 32
     large_workers: int = 2
+    adaptive: bool = False
     copy: CopyOptions = field(default_factory=CopyOptions)
     manifest_dir: str = DEFAULT_MANIFEST_DIR
     dry_run: bool = False
@@ -132,6 +137,7 @@ class ReplicationOptions:
         arguments.number("retry_backoff", self.copy.retry_backoff)
         arguments.number("progress_interval", self.progress_interval)
         arguments.flag("dry_run", self.dry_run)
+        arguments.flag("adaptive", self.adaptive)
         arguments.flag("allow_empty", self.allow_empty)
         arguments.folder("manifest_dir", self.manifest_dir)
         arguments.globs("include", self.filters.include)
@@ -184,7 +190,8 @@ def run_plan(
     began (``time.monotonic()``), for the progress's throughput."""
     todo = [e for e in entries if PlanAction.COPY in e.actions.values()]
     big = Semaphore(options.large_workers)
-    slots = Semaphore(2 * options.workers)
+    small = in_flight(options.workers, options.adaptive)
+    slots = Semaphore(2 * small.maximum)
     lock = Lock()
     errors: list[BaseException] = []
     threshold = min(d.store.transfer.multipart_threshold for d in destinations)
@@ -199,7 +206,8 @@ def run_plan(
                     with big:
                         done = copy_object(source, targets, entry.obj, options.copy)
                 else:
-                    done = copy_object(source, targets, entry.obj, options.copy)
+                    with small.slot():
+                        done = copy_object(source, targets, entry.obj, options.copy)
             copied = sum(r.size for r in done if r.status == "copied")
             progress.add(copied, failed=any(r.status == "failed" for r in done))
             with lock:
@@ -209,7 +217,7 @@ def run_plan(
         finally:
             slots.release()
 
-    with progress, ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="copy") as pool:
+    with progress, ThreadPoolExecutor(max_workers=small.maximum, thread_name_prefix="copy") as pool:
         for entry in entries:
             if errors:
                 break
@@ -219,6 +227,8 @@ def run_plan(
                 continue
             slots.acquire()
             pool.submit(one, entry)
+    if isinstance(small, AdaptiveLimit):
+        log.info("small objects in flight over the run (time, limit): %s", small.history[-20:])
     if errors:
         raise errors[0]
 
