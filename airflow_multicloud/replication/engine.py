@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -156,23 +157,49 @@ def check_locations(source: Location, destinations: Sequence[Location]) -> None:
                 )
 
 
+class _PlannedKeys(Collection[str]):
+    """The relative keys of a plan's entries, read from them the first time a key is looked up (only a run that
+    finds unfinished uploads asks): a no-op rerun or a clean first copy never builds the set."""
+
+    def __init__(self, entries: Iterable[PlanEntry]) -> None:
+        self._entries = entries
+        self._keys: set[str] | None = None
+
+    def _set(self) -> set[str]:
+        if self._keys is None:
+            self._keys = {e.obj.rel for e in self._entries}
+        return self._keys
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._set()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._set())
+
+    def __len__(self) -> int:
+        return len(self._set())
+
+
 def run_plan(
     source: Location,
     destinations: Sequence[Location],
-    entries: Sequence[PlanEntry],
+    entries: Iterable[PlanEntry],
     options: ReplicationOptions,
     record: Callable[[PlanEntry, list[ObjectResult]], None],
 ) -> None:
     """Copy what the entries say, ``workers`` at once, handing each entry and its copies' results to ``record``
     as they complete (one call at a time; an entry with no copy to make gets no results). At most twice
     ``workers`` copies wait or run at once, so nothing grows with the number of entries."""
-    todo = [e for e in entries if PlanAction.COPY in e.actions.values()]
+    count = size = 0
+    for e in entries:  # counted, not kept: the entries may be a spool of millions
+        if PlanAction.COPY in e.actions.values():
+            count, size = count + 1, size + e.obj.size
     big = Semaphore(options.large_workers)
     slots = Semaphore(2 * options.workers)
     lock = Lock()
     errors: list[BaseException] = []
     threshold = min(d.store.transfer.multipart_threshold for d in destinations)
-    progress = Progress(len(todo), sum(e.obj.size for e in todo), options.progress_interval)
+    progress = Progress(count, size, options.progress_interval)
 
     def one(entry: PlanEntry) -> None:
         try:
@@ -265,7 +292,7 @@ def replicate(
     )
     log.info("%s", costs.describe(summary.cost))
     costs.check_budget(summary.cost, options.max_cost)
-    planned = {e.obj.rel for e in plan.entries}
+    planned = _PlannedKeys(plan.entries)
     leftovers = clean_uploads(source, destinations, planned, options.stale_upload_age, dry_run=options.dry_run)
     summary.unfinished_uploads = [str(x) for x in leftovers]
     if options.dry_run:
@@ -338,16 +365,20 @@ def _tally_plan(
 ) -> None:
     """What the plan would do, counted as a dry run reports it: per destination, with a sample of the deletions."""
     for d, dest in enumerate(destinations):
-        actions = [e.actions.get(d) for e in plan.entries]
+        actions: Counter[PlanAction | None] = Counter()
+        copied_bytes = 0
+        for e in plan.entries:
+            actions[e.actions.get(d)] += 1
+            copied_bytes += e.obj.size if e.actions.get(d) == PlanAction.COPY else 0
         rels = deletes.get(d, [])
         summary.per_destination.append(
             {
                 "destination": dest.uri,
-                "copied": actions.count(PlanAction.COPY),
-                "skipped": actions.count(PlanAction.SKIP) + plan.skipped.get(d, 0),
-                "failed": actions.count(PlanAction.INVALID_KEY),
-                "conflicts": actions.count(PlanAction.CONFLICT),
-                "copied_bytes": sum(e.obj.size for e in plan.entries if e.actions.get(d) == "copy"),
+                "copied": actions[PlanAction.COPY],
+                "skipped": actions[PlanAction.SKIP] + plan.skipped.get(d, 0),
+                "failed": actions[PlanAction.INVALID_KEY],
+                "conflicts": actions[PlanAction.CONFLICT],
+                "copied_bytes": copied_bytes,
                 "deleted": len(rels),
                 "delete_sample": [dest.store.uri(dest.key(rel)) for rel in rels[:DELETE_SAMPLE]],
             }

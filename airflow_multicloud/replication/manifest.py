@@ -193,42 +193,54 @@ def chain_records(store: ObjectStore, names: list[str]) -> Iterator[dict[str, An
             return  # an older-format manifest that listed every object: nothing before it counts
 
 
-def _newer_records(store: ObjectStore, names: list[str]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for rec in chain_records(store, names):
-        found.setdefault(rec["key"], rec)
-    return found
+def current_records(
+    store: ObjectStore, base: str | None, newer: list[str], *, strict: bool = False
+) -> Iterator[tuple[str, bytes, dict[str, Any] | None]]:
+    """``(relative key, serialised record, record or None)`` for the current record of every key of a chain, in
+    key order, deleted keys included: the run manifests after the consolidated one sorted in bounded memory
+    (spilled to temporary files when large) and merged with the consolidated one as it streams. The record is
+    parsed where it was parsed already (the consolidated side), else None. ``strict``: an unreadable consolidated
+    manifest raises (a consolidation must not drop its records) instead of being read only in part."""
+    recent = ((k, line, None) for k, line in sorted_lines((r["key"], _line(r)) for r in chain_records(store, newer)))
+    # on a tie the newer record comes first: heapq.merge keeps the order of its inputs, and the sort is stable
+    merged = heapq.merge(recent, _base_records(store, base, strict), key=lambda t: t[0])
+    last = None
+    for item in merged:
+        if item[0] != last:
+            yield item
+        last = item[0]
 
 
 def iter_previous(
     dest: Location, manifest_dir: str = DEFAULT_MANIFEST_DIR, keys: Iterable[str] | None = None
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(relative key, verified record)`` in key order: the consolidated manifest streamed, merged with the
-    (small) run manifests after it. A manifest that cannot be read is logged and ignored: it only costs a HEAD
-    or a copy, never a wrong skip."""
+    run manifests after it (sorted in bounded memory). A manifest that cannot be read is logged and ignored: it
+    only costs a HEAD or a copy, never a wrong skip."""
     prefix = manifest_prefix(dest, manifest_dir)
     if keys is None:
         keys = (o.key for o in dest.store.list(prefix))
     base, newer, _ = chain(dest.store, (k for k in keys if k.startswith(prefix)))
-    recent = _newer_records(dest.store, newer)
-    merged = heapq.merge(
-        ((k, 0, recent[k]) for k in sorted(recent)),
-        ((r["key"], 1, r) for r in _base_records(dest.store, base)),
-        key=lambda t: (t[0], t[1]),
-    )
-    last = None
-    for key, _, rec in merged:
-        if key != last and rec.get("status") != DELETED:
+    for key, line, rec in current_records(dest.store, base, newer):
+        rec = json.loads(line) if rec is None else rec
+        if rec.get("status") != DELETED:
             yield key, rec
-        last = key
 
 
-def _base_records(store: ObjectStore, base: str | None) -> Iterator[dict[str, Any]]:
+def _base_records(
+    store: ObjectStore, base: str | None, strict: bool
+) -> Iterator[tuple[str, bytes, dict[str, Any] | None]]:
     if base is None:
         return
     try:
-        yield from read_manifest(store, base)[1]
+        lines = _lines(store.read(base), base.endswith(SUFFIX))
+        next(lines, None)  # the header
+        for line in lines:
+            rec = json.loads(line)
+            yield rec["key"], line + b"\n", rec
     except (StoreError, ValueError) as exc:
+        if strict:
+            raise
         log.warning("consolidated manifest %s read only in part: %s", store.uri(base), exc)
 
 

@@ -24,6 +24,7 @@ from airflow_multicloud.replication.model import (
     PlanEntry,
     SourceObject,
 )
+from airflow_multicloud.replication.spool import EntrySpool
 from airflow_multicloud.stores.base import ObjectInfo, normalize_etag
 
 log = logging.getLogger(__name__)
@@ -127,12 +128,12 @@ def plan_copy(
 
     The listings (in key order: binary UTF-8 for S3, COS and OSS, sorted by the local store) and each
     destination's manifest records (key-sorted, docs/manifests.md) are merged as streams, so memory does not
-    grow with the number of objects: the plan keeps the objects with work to do, and counts the skips that an
-    earlier verified record backs.
+    grow with the number of objects: the plan spools the objects with work to do to a temporary file, and counts
+    the skips that an earlier verified record backs.
     """
     filters = filters or Filters()
     now = now or datetime.now(UTC)
-    plan = Plan([], objects=0, bytes=0)
+    plan = Plan(EntrySpool(), objects=0, bytes=0)
     # a destination's manifests are listed first (one small folder) so their records stream in key order too
     names = [_manifest_names(dest, manifest_dir) for dest in destinations]
     sides = [_Side(dest, manifest_dir, names[d], plan.unlisted) for d, dest in enumerate(destinations)]
@@ -156,9 +157,7 @@ def plan_copy(
             for d in entry.actions:  # the manifest chain holds each record already: nothing to keep
                 plan.skipped[d] += 1
             continue
-        for d, record in enumerate(records):
-            if record is not None:
-                plan.previous.setdefault(d, {})[rel] = record
+        entry.previous = {d: record for d, record in enumerate(records) if record is not None}
         plan.entries.append(entry)
     for d, side in enumerate(sides):
         side.until(None, filters, plan.extras[d])

@@ -118,7 +118,7 @@ def test_a_no_op_rerun_plan_of_100k_objects_holds_nothing_per_object(tmp_path: P
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert (plan.objects, plan.skipped, plan.entries, plan.extras) == (N, {0: N}, [], {0: []})
+    assert (plan.objects, plan.skipped, list(plan.entries), plan.extras) == (N, {0: N}, [], {0: []})
     # the listings read ahead take a few MB; the plan before streaming held ~4 KB per object (~400 MB here)
     assert peak < 20 * 2**20, f"peak {peak / 2**20:.1f} MiB"
 
