@@ -82,6 +82,8 @@ class ReplicationOptions:
     :param max_cost: refuse to start when the estimated cost is above this (currency of the pricing table).
     :param pricing: path of a JSON pricing table replacing the shipped one.
     :param manifest_retention: how many manifests each replica keeps, and how often they are consolidated.
+    :param list_workers: list each cloud prefix as this many key ranges at once (1: one paged chain). It pays
+        where a page's round trip outweighs its parsing (a distant region); bench/README.md ("Scale") measures it.
     :param stale_upload_age: unfinished multipart uploads under a destination older than this are aborted (and
         reported) before the run, as are those whose source object is gone; younger ones may belong to a run
         still writing them, or be resumed by this one. Seconds, or a timedelta.
@@ -108,6 +110,7 @@ class ReplicationOptions:
     pricing: str | None = None
     stale_upload_age: timedelta = timedelta(hours=24)
     manifest_retention: ManifestRetention = field(default_factory=ManifestRetention)
+    list_workers: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_choice(Mode, self.mode, "mode"))
@@ -115,6 +118,7 @@ class ReplicationOptions:
         arguments.whole("max_delete", self.max_delete)
         arguments.whole("workers", self.workers, 1)
         arguments.whole("large_workers", self.large_workers, 1)
+        arguments.whole("list_workers", self.list_workers, 1)
         arguments.whole("object_retries", self.copy.object_retries)
         arguments.number("retry_backoff", self.copy.retry_backoff)
         arguments.number("progress_interval", self.progress_interval)
@@ -265,6 +269,7 @@ def replicate(
             filters=options.filters,
             overwrite=options.overwrite,
             manifest_dir=options.manifest_dir,
+            list_workers=options.list_workers,
         )
     summary = RunSummary(run_id, source.uri, [d.uri for d in destinations], dry_run=options.dry_run)
     summary.objects, summary.bytes = plan.objects, plan.bytes

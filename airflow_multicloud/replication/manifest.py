@@ -201,6 +201,9 @@ def current_records(
     (spilled to temporary files when large) and merged with the consolidated one as it streams. The record is
     parsed where it was parsed already (the consolidated side), else None. ``strict``: an unreadable consolidated
     manifest raises (a consolidation must not drop its records) instead of being read only in part."""
+    if not newer:  # a no-op rerun's usual chain: the consolidated manifest alone, streamed as it is
+        yield from _base_records(store, base, strict)
+        return
     recent = ((k, line, None) for k, line in sorted_lines((r["key"], _line(r)) for r in chain_records(store, newer)))
     # on a tie the newer record comes first: heapq.merge keeps the order of its inputs, and the sort is stable
     merged = heapq.merge(recent, _base_records(store, base, strict), key=lambda t: t[0])
@@ -225,6 +228,31 @@ def iter_previous(
         rec = json.loads(line) if rec is None else rec
         if rec.get("status") != DELETED:
             yield key, rec
+
+
+class RecordCursor:
+    """The verified records of a replica looked up in ascending key order, :func:`iter_previous` read as the
+    lookups advance: the chain is read once, lazily (nothing until the first lookup), and nothing is kept but
+    the next record. Looking up a key below the previous one is a ValueError (the stream has passed it)."""
+
+    def __init__(
+        self, dest: Location, manifest_dir: str = DEFAULT_MANIFEST_DIR, keys: Iterable[str] | None = None
+    ) -> None:
+        self._dest, self._manifest_dir, self._keys = dest, manifest_dir, keys
+        self._records: Iterator[tuple[str, dict[str, Any]]] | None = None
+        self._next: tuple[str, dict[str, Any]] | None = None
+        self._last = ""
+
+    def get(self, rel: str) -> dict[str, Any] | None:
+        if rel < self._last:
+            raise ValueError(f"manifest records looked up out of key order: {rel!r} after {self._last!r}")
+        self._last = rel
+        if self._records is None:
+            self._records = iter_previous(self._dest, self._manifest_dir, self._keys)
+            self._next = next(self._records, None)
+        while self._next is not None and self._next[0] < rel:
+            self._next = next(self._records, None)
+        return self._next[1] if self._next is not None and self._next[0] == rel else None
 
 
 def _base_records(

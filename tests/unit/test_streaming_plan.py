@@ -97,6 +97,7 @@ class Generated(LocalStore):
         return heapq.merge(super().list_noting(prefix, unlisted), self._generated(prefix), key=lambda i: i.key)
 
 
+@pytest.mark.slow  # the 100,000 objects: ~50-75 s on the shared 2-core machine at load 20
 def test_a_no_op_rerun_plan_of_100k_objects_holds_nothing_per_object(tmp_path: Path) -> None:
     src_root, dst_root = tmp_path / "src", tmp_path / "dst"
     src_root.mkdir()
