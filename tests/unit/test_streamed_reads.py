@@ -121,3 +121,32 @@ def test_full_validation_fails_a_recorded_checksum_the_replica_bytes_contradict(
     assert not report.ok and (rep.passed, rep.failed) == (4, 1)
     assert [(d.key, d.kind) for d in rep.differences] == [("f3.bin", "checksum")]
     assert "recorded crc64 0123456789abcdef" in str(rep.differences[0].replica)
+
+
+class _Ranged(LocalStore):
+    """A folder taken for a cloud store (ranges are listed only there), counting the ranges listed."""
+
+    scheme = "ranged"
+    ranges = 0
+
+    def list_after(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
+        type(self).ranges += 1
+        return super().list_after(prefix, start_after)
+
+
+def test_listing_in_key_ranges_gives_the_plan_the_same_decisions(tmp_path: Path) -> None:
+    src, dst = loc(tmp_path / "src"), loc(tmp_path / "dst")
+    for i, name in enumerate(["0.bin", "1/a", "5x", "a/b/c", "m", "z~", "ü.bin", "_x"]):
+        src.store.write(name, [b"%d" % i])
+    replicate(src, [dst], ReplicationOptions(progress_interval=0))
+    src.store.write("m", [b"changed"])
+    dst.store.write("extra", [b"only here"])
+    ranged = [Location(_Ranged(str(tmp_path / p)), "") for p in ("src", "dst")]
+
+    def decisions(workers: int) -> tuple[object, ...]:
+        plan = plan_copy(ranged[0], ranged[1:], list_workers=workers)
+        return plan.objects, plan.skipped, plan.extras, [(e.obj.rel, e.actions) for e in plan.entries]
+
+    one = decisions(1)
+    assert _Ranged.ranges == 0 and one[3] == [("m", {0: PlanAction.COPY})] and one[2] == {0: ["extra"]}
+    assert decisions(4) == one and _Ranged.ranges > 2  # both sides listed as ranges
