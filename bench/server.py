@@ -9,7 +9,7 @@ Started by ``bench/run.py``; never run by hand. It prints one JSON line when rea
 - ``bucket NAME``: create a bucket;
 - ``synthetic NAME {spec}`` (COS/OSS): create a synthetic bucket, ``spec`` the JSON of a
   :class:`~airflow_multicloud.testing.synthetic.SyntheticSpec` (``bench/scale.py``);
-- ``manifest NAME`` (COS/OSS): write, in that synthetic bucket, the complete manifest a replication run would have
+- ``manifest NAME`` (COS/OSS): write, in that synthetic bucket, the consolidated manifest a replication run would have
   left after verifying every generated object there (``status: copied``), so a rerun skips them all by manifest;
 - ``latency SECONDS OPERATION``: delay every request of that operation (``latency 0 -`` removes all faults).
 
@@ -19,6 +19,7 @@ End of stdin (the parent went away) or SIGTERM stops the server and the process.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import signal
 import sys
@@ -54,30 +55,33 @@ def _stats(svc: Any) -> dict[str, Any]:
 
 
 def _manifest(svc: Any, bucket: str) -> dict[str, Any]:
-    """A manifest in the engine's format (replication/manifest.py), written in the server, never in memory whole."""
+    """The consolidated manifest a replica holds after its first run (replication/manifest.py: gzip JSON Lines,
+    key-sorted, every generated object verified), written in the server, never in memory whole."""
     syn = svc.server.buckets._synthetic[bucket]
     spec = syn.spec
-    key = f"{spec.prefix}_multicloud/manifests/20260101T000000000000Z-bench-prefill.jsonl"
+    key = f"{spec.prefix}_multicloud/manifests/20260101T000000000000Z-bench-prefill.consolidated.jsonl.gz"
     with tempfile.TemporaryFile() as f:
-        header = {"type": "header", "run_id": "bench-prefill", "complete": True, "objects": spec.count}
-        f.write(json.dumps(header, sort_keys=True).encode() + b"\n")
-        for i in range(spec.count):
-            obj = syn.lookup(syn.keys[i])
-            rec = {
-                "type": "object",
-                "key": obj.key[len(spec.prefix) :],
-                "size": obj.size,
-                "crc64": obj.crc64,
-                "md5": obj.etag,
-                "source_etag": obj.etag,
-                "dest_etag": obj.etag,
-                "status": "copied",
-                "verified_by": ["crc64", "etag-md5"],
-            }
-            f.write(json.dumps(rec, sort_keys=True).encode() + b"\n")
+        header = {"type": "header", "format": 2, "kind": "consolidated", "run_id": "bench-prefill",
+                  "complete": True, "covers": []}  # fmt: skip
+        f.write(gzip.compress(json.dumps(header, sort_keys=True).encode() + b"\n"))
+        with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=6) as gz:
+            for i in range(spec.count):  # generated keys sort as their indexes do (zero-padded)
+                obj = syn.lookup(syn.keys[i])
+                rec = {
+                    "type": "object",
+                    "key": obj.key[len(spec.prefix) :],
+                    "size": obj.size,
+                    "crc64": obj.crc64,
+                    "md5": obj.etag,
+                    "source_etag": obj.etag,
+                    "dest_etag": obj.etag,
+                    "status": "copied",
+                    "verified_by": ["crc64", "etag-md5"],
+                }
+                gz.write(json.dumps(rec, sort_keys=True).encode() + b"\n")
         size = f.tell()
         f.seek(0)
-        svc.server.buckets.put(bucket, key, f, size, content_type="application/x-ndjson")
+        svc.server.buckets.put(bucket, key, f, size, content_type="application/gzip")
     return {"key": key, "bytes": size}
 
 

@@ -3,10 +3,7 @@ manifest, and what it covers is pruned but for the newest few run manifests (doc
 
 from __future__ import annotations
 
-import heapq
-import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from airflow_multicloud import arguments
@@ -18,14 +15,12 @@ from airflow_multicloud.replication.manifest import (
     Kind,
     ManifestWriter,
     chain,
-    chain_records,
+    current_records,
     is_consolidated,
     is_manifest,
     manifest_key,
     manifest_prefix,
-    read_manifest,
     remove_quietly,
-    sorted_lines,
 )
 from airflow_multicloud.replication.model import Location
 
@@ -93,14 +88,9 @@ def consolidate(
     header = {"kind": Kind.CONSOLIDATED.value, "destination": dest.uri, "complete": True, "covers": covers}
     writer = ManifestWriter(dest, manifest_key(dest, run_id, Kind.CONSOLIDATED, manifest_dir), header)
     try:
-        recent = sorted_lines((r["key"], _line(r)) for r in chain_records(dest.store, newer))
-        # on a tie the newer record comes first: heapq.merge keeps the order of its inputs
-        merged = heapq.merge(recent, _base_lines(dest, base), key=lambda t: t[0])
-        last = None
-        for key, line in merged:
-            if key != last and _TOMBSTONE not in line:
+        for _, line, _ in current_records(dest.store, base, newer, strict=True):
+            if _TOMBSTONE not in line:
                 writer.add_line(line)
-            last = key
         writer.upload()
     finally:
         writer.close()
@@ -110,13 +100,3 @@ def consolidate(
 def _legacy(name: str) -> bool:
     """An older-format manifest: a consolidation supersedes every one of them."""
     return not name.endswith(SUFFIX)
-
-
-def _line(rec: dict[str, object]) -> bytes:
-    return (json.dumps(rec, sort_keys=True) + "\n").encode()
-
-
-def _base_lines(dest: Location, base: str | None) -> Iterator[tuple[str, bytes]]:
-    if base is not None:
-        for rec in read_manifest(dest.store, base)[1]:
-            yield rec["key"], _line(rec)

@@ -113,23 +113,16 @@ def estimate(
     src = _Side(source.store.scheme, region_class(source))
     src.requests.list = max(1, math.ceil(plan.objects / LIST_PAGE))
     threshold = min(d.store.transfer.multipart_threshold for d in destinations)
-    todo = plan.to_copy
-    src.requests.get = len(todo)
+    tally = _tally(source, destinations, plan, threshold)
+    src.requests.get = tally.gets
     # a multipart source's proof: S3 asks for its part layout and checksums (3 HEADs), COS/OSS for their CRC64
-    per_proof = 3 if source.store.scheme == "s3" else 1
-    src.requests.head = per_proof * sum(1 for e in todo if e.obj.size >= threshold)
-    egress = sum(
-        e.obj.size
-        for e in todo
-        if any(a == "copy" and not _server_side(source, destinations[d]) for d, a in e.actions.items())
-    )
+    src.requests.head = (3 if source.store.scheme == "s3" else 1) * tally.large_gets
     pairs = []
     sides = [src]
     for d, dest in enumerate(destinations):
         side = _Side(dest.store.scheme, region_class(dest))
         # objects skipped everywhere on an earlier record are only counted in the plan, not kept as entries
-        existing = sum(1 for e in plan.entries if e.actions.get(d) in ("skip", "conflict")) + plan.skipped.get(d, 0)
-        existing += len(plan.extras.get(d, []))
+        existing = tally.existing[d] + plan.skipped.get(d, 0) + len(plan.extras.get(d, []))
         r = side.requests
         # the manifest folder is listed on its own first, so its records stream in key order beside the objects
         r.list = 1 + max(1, math.ceil(existing / LIST_PAGE))
@@ -137,29 +130,26 @@ def estimate(
         read, consolidated = _manifest_requests(plan.manifests.get(d, []), ManifestRetention().consolidate_every)
         r.get = read + consolidated + (_STATUS_REQUESTS.get(dest.store.scheme, 0) if retention_checked else 0)
         r.put += 1 if consolidated else 0
-        copies = [e.obj.size for e in todo if e.actions.get(d) == "copy"]
-        part = dest.store.transfer.part_size
-        for size in copies:
-            # COS and OSS prove a write with a HEAD for the whole-object CRC64; S3's answers prove it already
-            r.head += 1 if dest.store.native_crc64 else 0
-            if size >= dest.store.transfer.multipart_threshold:
-                r.multipart += 3
-                r.parts += max(1, math.ceil(size / part))
-            else:
-                r.put += 1
+        copies, large = tally.copies[d], tally.large[d]
+        # COS and OSS prove a write with a HEAD for the whole-object CRC64; S3's answers prove it already
+        r.head += copies if dest.store.native_crc64 else 0
+        r.multipart += 3 * large
+        r.parts += tally.parts[d]
+        r.put += copies - large
         r.put += 1  # the manifest
-        r.put += _retention_puts(dest, copies)
+        r.put += _retention_puts(dest, copies, large)
         sides.append(side)
         pairs.append(
             {
                 "source": source.uri,
                 "destination": dest.uri,
-                "objects": len(copies),
-                "bytes": sum(copies),
-                "egress_bytes": 0 if _server_side(source, dest) else sum(copies),
+                "objects": copies,
+                "bytes": tally.bytes[d],
+                "egress_bytes": 0 if _server_side(source, dest) else tally.bytes[d],
                 "requests": vars(r).copy(),
             }
         )
+    egress = tally.egress
     egress_price = egress / GB * _prices(table, src).get("egress_per_gb", 0.0)
     request_price = sum(s.requests.priced(_prices(table, s)) for s in sides)
     return {
@@ -174,15 +164,55 @@ def estimate(
     }
 
 
-def _retention_puts(dest: Location, copies: Sequence[int]) -> int:
+def _retention_puts(dest: Location, copies: int, large: int) -> int:
     """COS sets retention with one PUT Object Retention per object; S3 re-states it after each multipart upload."""
     if dest.store.retention is None:
         return 0
     if dest.store.scheme == "cos":
-        return len(copies) + 1  # the manifest is written under the same retention
+        return copies + 1  # the manifest is written under the same retention
     if dest.store.scheme == "s3":
-        return sum(1 for size in copies if size >= dest.store.transfer.multipart_threshold)
+        return large
     return 0
+
+
+@dataclass
+class _Tally:
+    """The plan's copies counted in one pass over its entries (a spool: read once, never held)."""
+
+    gets: int = 0
+    large_gets: int = 0  # source objects at or above the multipart threshold
+    egress: int = 0
+    existing: list[int] = field(default_factory=list)  # per destination: skips and conflicts kept as entries
+    copies: list[int] = field(default_factory=list)
+    large: list[int] = field(default_factory=list)  # copies at or above the destination's multipart threshold
+    parts: list[int] = field(default_factory=list)
+    bytes: list[int] = field(default_factory=list)
+
+
+def _tally(source: Location, destinations: Sequence[Location], plan: Plan, threshold: int) -> _Tally:
+    n = len(destinations)
+    t = _Tally(existing=[0] * n, copies=[0] * n, large=[0] * n, parts=[0] * n, bytes=[0] * n)
+    remote = [not _server_side(source, dest) for dest in destinations]
+    for e in plan.entries:
+        size, work = e.obj.size, False
+        for d, a in e.actions.items():
+            if a in ("skip", "conflict"):
+                t.existing[d] += 1
+            elif a == "copy":
+                work = True
+                dest = destinations[d]
+                t.copies[d] += 1
+                t.bytes[d] += size
+                if size >= dest.store.transfer.multipart_threshold:
+                    t.large[d] += 1
+                    t.parts[d] += max(1, math.ceil(size / dest.store.transfer.part_size))
+            else:
+                work = work or a == "invalid-key"
+        if work:
+            t.gets += 1
+            t.large_gets += size >= threshold
+            t.egress += size if any(a == "copy" and remote[d] for d, a in e.actions.items()) else 0
+    return t
 
 
 def check_budget(cost: dict[str, Any], max_cost: float | None) -> None:

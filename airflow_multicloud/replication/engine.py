@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -98,6 +99,8 @@ class ReplicationOptions:
     :param manifest_retention: how many manifests each replica keeps, and how often they are consolidated.
     :param progress_display: shows the progress every ``progress_interval`` seconds (default: a log line); the
         CLI's is a bar on a terminal.
+    :param list_workers: list each cloud prefix as this many key ranges at once (1: one paged chain). It pays
+        where a page's round trip outweighs its parsing (a distant region); bench/README.md ("Scale") measures it.
     :param stale_upload_age: unfinished multipart uploads under a destination older than this are aborted (and
         reported) before the run, as are those whose source object is gone; younger ones may belong to a run
         still writing them, or be resumed by this one. Seconds, or a timedelta.
@@ -126,6 +129,7 @@ class ReplicationOptions:
     stale_upload_age: timedelta = timedelta(hours=24)
     manifest_retention: ManifestRetention = field(default_factory=ManifestRetention)
     progress_display: Display | None = field(default=None, compare=False, repr=False)
+    list_workers: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_choice(Mode, self.mode, "mode"))
@@ -133,6 +137,7 @@ class ReplicationOptions:
         arguments.whole("max_delete", self.max_delete)
         arguments.whole("workers", self.workers, 1)
         arguments.whole("large_workers", self.large_workers, 1)
+        arguments.whole("list_workers", self.list_workers, 1)
         arguments.whole("object_retries", self.copy.object_retries)
         arguments.number("retry_backoff", self.copy.retry_backoff)
         arguments.number("progress_interval", self.progress_interval)
@@ -176,10 +181,33 @@ def check_locations(source: Location, destinations: Sequence[Location]) -> None:
                 )
 
 
+class _PlannedKeys(Collection[str]):
+    """The relative keys of a plan's entries, read from them the first time a key is looked up (only a run that
+    finds unfinished uploads asks): a no-op rerun or a clean first copy never builds the set."""
+
+    def __init__(self, entries: Iterable[PlanEntry]) -> None:
+        self._entries = entries
+        self._keys: set[str] | None = None
+
+    def _set(self) -> set[str]:
+        if self._keys is None:
+            self._keys = {e.obj.rel for e in self._entries}
+        return self._keys
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._set()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._set())
+
+    def __len__(self) -> int:
+        return len(self._set())
+
+
 def run_plan(
     source: Location,
     destinations: Sequence[Location],
-    entries: Sequence[PlanEntry],
+    entries: Iterable[PlanEntry],
     options: ReplicationOptions,
     record: Callable[[PlanEntry, list[ObjectResult]], None],
     started: float | None = None,
@@ -188,15 +216,17 @@ def run_plan(
     as they complete (one call at a time; an entry with no copy to make gets no results). At most twice
     ``workers`` copies wait or run at once, so nothing grows with the number of entries. ``started``: when the run
     began (``time.monotonic()``), for the progress's throughput."""
-    todo = [e for e in entries if PlanAction.COPY in e.actions.values()]
+    count = writes = 0
+    for e in entries:  # counted, not kept: the entries may be a spool of millions
+        if (n := list(e.actions.values()).count(PlanAction.COPY)) > 0:
+            count, writes = count + 1, writes + e.obj.size * n
     big = Semaphore(options.large_workers)
     small = in_flight(options.workers, options.adaptive)
     slots = Semaphore(2 * small.maximum)
     lock = Lock()
     errors: list[BaseException] = []
     threshold = min(d.store.transfer.multipart_threshold for d in destinations)
-    writes = sum(e.obj.size * list(e.actions.values()).count(PlanAction.COPY) for e in todo)
-    progress = Progress(len(todo), writes, options.progress_interval, started=started, display=options.progress_display)
+    progress = Progress(count, writes, options.progress_interval, started=started, display=options.progress_display)
 
     def one(entry: PlanEntry) -> None:
         try:
@@ -267,6 +297,7 @@ def replicate(
             filters=options.filters,
             overwrite=options.overwrite,
             manifest_dir=options.manifest_dir,
+            list_workers=options.list_workers,
         )
     summary = RunSummary(run_id, source.uri, [d.uri for d in destinations], dry_run=options.dry_run)
     summary.objects, summary.bytes = plan.objects, plan.bytes
@@ -291,7 +322,7 @@ def replicate(
     )
     log.info("%s", costs.describe(summary.cost))
     costs.check_budget(summary.cost, options.max_cost)
-    planned = {e.obj.rel for e in plan.entries}
+    planned = _PlannedKeys(plan.entries)
     leftovers = clean_uploads(source, destinations, planned, options.stale_upload_age, dry_run=options.dry_run)
     summary.unfinished_uploads = [str(x) for x in leftovers]
     if options.dry_run:
@@ -365,16 +396,20 @@ def _tally_plan(
 ) -> None:
     """What the plan would do, counted as a dry run reports it: per destination, with a sample of the deletions."""
     for d, dest in enumerate(destinations):
-        actions = [e.actions.get(d) for e in plan.entries]
+        actions: Counter[PlanAction | None] = Counter()
+        copied_bytes = 0
+        for e in plan.entries:
+            actions[e.actions.get(d)] += 1
+            copied_bytes += e.obj.size if e.actions.get(d) == PlanAction.COPY else 0
         rels = deletes.get(d, [])
         summary.per_destination.append(
             {
                 "destination": dest.uri,
-                "copied": actions.count(PlanAction.COPY),
-                "skipped": actions.count(PlanAction.SKIP) + plan.skipped.get(d, 0),
-                "failed": actions.count(PlanAction.INVALID_KEY),
-                "conflicts": actions.count(PlanAction.CONFLICT),
-                "copied_bytes": sum(e.obj.size for e in plan.entries if e.actions.get(d) == "copy"),
+                "copied": actions[PlanAction.COPY],
+                "skipped": actions[PlanAction.SKIP] + plan.skipped.get(d, 0),
+                "failed": actions[PlanAction.INVALID_KEY],
+                "conflicts": actions[PlanAction.CONFLICT],
+                "copied_bytes": copied_bytes,
                 "deleted": len(rels),
                 "delete_sample": [dest.store.uri(dest.key(rel)) for rel in rels[:DELETE_SAMPLE]],
             }

@@ -193,42 +193,82 @@ def chain_records(store: ObjectStore, names: list[str]) -> Iterator[dict[str, An
             return  # an older-format manifest that listed every object: nothing before it counts
 
 
-def _newer_records(store: ObjectStore, names: list[str]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for rec in chain_records(store, names):
-        found.setdefault(rec["key"], rec)
-    return found
+def current_records(
+    store: ObjectStore, base: str | None, newer: list[str], *, strict: bool = False
+) -> Iterator[tuple[str, bytes, dict[str, Any] | None]]:
+    """``(relative key, serialised record, record or None)`` for the current record of every key of a chain, in
+    key order, deleted keys included: the run manifests after the consolidated one sorted in bounded memory
+    (spilled to temporary files when large) and merged with the consolidated one as it streams. The record is
+    parsed where it was parsed already (the consolidated side), else None. ``strict``: an unreadable consolidated
+    manifest raises (a consolidation must not drop its records) instead of being read only in part."""
+    if not newer:  # a no-op rerun's usual chain: the consolidated manifest alone, streamed as it is
+        yield from _base_records(store, base, strict)
+        return
+    recent = ((k, line, None) for k, line in sorted_lines((r["key"], _line(r)) for r in chain_records(store, newer)))
+    # on a tie the newer record comes first: heapq.merge keeps the order of its inputs, and the sort is stable
+    merged = heapq.merge(recent, _base_records(store, base, strict), key=lambda t: t[0])
+    last = None
+    for item in merged:
+        if item[0] != last:
+            yield item
+        last = item[0]
 
 
 def iter_previous(
     dest: Location, manifest_dir: str = DEFAULT_MANIFEST_DIR, keys: Iterable[str] | None = None
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(relative key, verified record)`` in key order: the consolidated manifest streamed, merged with the
-    (small) run manifests after it. A manifest that cannot be read is logged and ignored: it only costs a HEAD
-    or a copy, never a wrong skip."""
+    run manifests after it (sorted in bounded memory). A manifest that cannot be read is logged and ignored: it
+    only costs a HEAD or a copy, never a wrong skip."""
     prefix = manifest_prefix(dest, manifest_dir)
     if keys is None:
         keys = (o.key for o in dest.store.list(prefix))
     base, newer, _ = chain(dest.store, (k for k in keys if k.startswith(prefix)))
-    recent = _newer_records(dest.store, newer)
-    merged = heapq.merge(
-        ((k, 0, recent[k]) for k in sorted(recent)),
-        ((r["key"], 1, r) for r in _base_records(dest.store, base)),
-        key=lambda t: (t[0], t[1]),
-    )
-    last = None
-    for key, _, rec in merged:
-        if key != last and rec.get("status") != DELETED:
+    for key, line, rec in current_records(dest.store, base, newer):
+        rec = json.loads(line) if rec is None else rec
+        if rec.get("status") != DELETED:
             yield key, rec
-        last = key
 
 
-def _base_records(store: ObjectStore, base: str | None) -> Iterator[dict[str, Any]]:
+class RecordCursor:
+    """The verified records of a replica looked up in ascending key order, :func:`iter_previous` read as the
+    lookups advance: the chain is read once, lazily (nothing until the first lookup), and nothing is kept but
+    the next record. Looking up a key below the previous one is a ValueError (the stream has passed it)."""
+
+    def __init__(
+        self, dest: Location, manifest_dir: str = DEFAULT_MANIFEST_DIR, keys: Iterable[str] | None = None
+    ) -> None:
+        self._dest, self._manifest_dir, self._keys = dest, manifest_dir, keys
+        self._records: Iterator[tuple[str, dict[str, Any]]] | None = None
+        self._next: tuple[str, dict[str, Any]] | None = None
+        self._last = ""
+
+    def get(self, rel: str) -> dict[str, Any] | None:
+        if rel < self._last:
+            raise ValueError(f"manifest records looked up out of key order: {rel!r} after {self._last!r}")
+        self._last = rel
+        if self._records is None:
+            self._records = iter_previous(self._dest, self._manifest_dir, self._keys)
+            self._next = next(self._records, None)
+        while self._next is not None and self._next[0] < rel:
+            self._next = next(self._records, None)
+        return self._next[1] if self._next is not None and self._next[0] == rel else None
+
+
+def _base_records(
+    store: ObjectStore, base: str | None, strict: bool
+) -> Iterator[tuple[str, bytes, dict[str, Any] | None]]:
     if base is None:
         return
     try:
-        yield from read_manifest(store, base)[1]
+        lines = _lines(store.read(base), base.endswith(SUFFIX))
+        next(lines, None)  # the header
+        for line in lines:
+            rec = json.loads(line)
+            yield rec["key"], line + b"\n", rec
     except (StoreError, ValueError) as exc:
+        if strict:
+            raise
         log.warning("consolidated manifest %s read only in part: %s", store.uri(base), exc)
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import Enum, StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_multicloud.stores.base import ObjectStore
 from airflow_multicloud.uri import folder_prefix
@@ -98,6 +99,8 @@ class PlanEntry:
     obj: SourceObject
     actions: dict[int, PlanAction]
     reasons: dict[int, str] = field(default_factory=dict)  # why a destination refuses the key (INVALID_KEY)
+    # destination index -> the earlier verified manifest record of this key there, carried forward by a skip
+    previous: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self.obj)
@@ -105,6 +108,8 @@ class PlanEntry:
         out: dict[str, Any] = {"obj": d, "actions": {str(k): str(v) for k, v in self.actions.items()}}
         if self.reasons:
             out["reasons"] = {str(k): v for k, v in self.reasons.items()}
+        if self.previous:
+            out["previous"] = {str(k): v for k, v in self.previous.items()}
         return out
 
     @classmethod
@@ -112,18 +117,27 @@ class PlanEntry:
         o = dict(data["obj"])
         o["last_modified"] = datetime.fromisoformat(o["last_modified"]) if o["last_modified"] else None
         actions = {int(k): PlanAction(v) for k, v in data["actions"].items()}
-        return cls(SourceObject(**o), actions, {int(k): v for k, v in data.get("reasons", {}).items()})
+        reasons = {int(k): v for k, v in data.get("reasons", {}).items()}
+        return cls(SourceObject(**o), actions, reasons, {int(k): v for k, v in data.get("previous", {}).items()})
+
+
+class Entries(Protocol):
+    """What holds a plan's entries: a list, or an :class:`~.spool.EntrySpool` (iterable again and again)."""
+
+    def append(self, entry: PlanEntry, /) -> None: ...
+    def __iter__(self) -> Iterator[PlanEntry]: ...
+    def __len__(self) -> int: ...
 
 
 @dataclass
 class Plan:
-    """What a run will do. ``entries`` holds the objects with something to do or report at some destination; an
-    object skipped everywhere on the strength of an earlier manifest record is only counted (``skipped``), so a
-    no-op rerun holds nothing per object. ``objects`` and ``bytes`` count every planned source object."""
+    """What a run will do. ``entries`` holds the objects with something to do or report at some destination
+    (:func:`plan_copy` spools them to a temporary file, :class:`~.spool.EntrySpool`); an object skipped everywhere
+    on the strength of an earlier manifest record is only counted (``skipped``), so a no-op rerun holds nothing per
+    object. ``objects`` and ``bytes`` count every planned source object."""
 
-    entries: list[PlanEntry]
+    entries: Entries
     extras: dict[int, list[str]] = field(default_factory=dict)  # destination index -> rel keys absent at source
-    previous: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)  # records of the entries' keys
     reserved: list[str] = field(default_factory=list)  # source keys (relative) under a _multicloud/ folder: skipped
     unlisted: list[str] = field(default_factory=list)  # local entries not taken as objects (links, special files)
     skipped: dict[int, int] = field(default_factory=dict)  # destination index -> skips not kept as entries

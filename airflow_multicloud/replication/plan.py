@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_multicloud.errors import ObjectNotFoundError
-from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, is_manifest, iter_previous, manifest_prefix
+from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, RecordCursor, is_manifest, manifest_prefix
 from airflow_multicloud.replication.merge import Peekable, ahead, ordered
 from airflow_multicloud.replication.model import (
     META_SOURCE_ETAG,
@@ -24,6 +24,7 @@ from airflow_multicloud.replication.model import (
     PlanEntry,
     SourceObject,
 )
+from airflow_multicloud.replication.spool import EntrySpool
 from airflow_multicloud.stores.base import ObjectInfo, normalize_etag
 
 log = logging.getLogger(__name__)
@@ -68,19 +69,30 @@ class Filters:
 
 
 def list_dataset(
-    loc: Location, reserved: list[str] | None = None, unlisted: list[str] | None = None
+    loc: Location, reserved: list[str] | None = None, unlisted: list[str] | None = None, list_workers: int = 1
 ) -> Iterator[ObjectInfo]:
     """Objects of a dataset, without our own ``_multicloud/`` folders (manifests, reports).
 
     ``reserved`` collects the relative keys left out for being in such a folder, ``unlisted`` the entries a
-    local store saw but does not list (see :meth:`ObjectStore.list_noting`).
+    local store saw but does not list (see :meth:`ObjectStore.list_noting`). ``list_workers`` above 1 lists a
+    cloud prefix as that many key ranges at once (:func:`~airflow_multicloud.stores.listing.list_parallel`).
     """
-    for info in loc.store.list_noting(loc.prefix, [] if unlisted is None else unlisted):
+    for info in _listing(loc, [] if unlisted is None else unlisted, list_workers):
         rel = info.key[len(loc.prefix) :]
         if not _reserved(rel):
             yield info
         elif reserved is not None:
             reserved.append(rel)
+
+
+def _listing(loc: Location, unlisted: list[str], list_workers: int) -> Iterator[ObjectInfo]:
+    """One paged chain, or key ranges listed at once and put back in key order (the merge needs that order); a
+    local folder is read from disk, where ranges gain nothing."""
+    if list_workers > 1 and loc.store.scheme != "file":
+        from airflow_multicloud.stores.listing import list_parallel
+
+        return list_parallel(loc.store, loc.prefix, workers=list_workers)
+    return loc.store.list_noting(loc.prefix, unlisted)
 
 
 def _reserved(rel: str) -> bool:
@@ -122,24 +134,25 @@ def plan_copy(
     overwrite: Overwrite = Overwrite.IF_CHANGED,
     manifest_dir: str = DEFAULT_MANIFEST_DIR,
     now: datetime | None = None,
+    list_workers: int = 1,
 ) -> Plan:
     """List the source and every destination once and decide what to do with each object.
 
     The listings (in key order: binary UTF-8 for S3, COS and OSS, sorted by the local store) and each
     destination's manifest records (key-sorted, docs/manifests.md) are merged as streams, so memory does not
-    grow with the number of objects: the plan keeps the objects with work to do, and counts the skips that an
-    earlier verified record backs.
+    grow with the number of objects: the plan spools the objects with work to do to a temporary file, and counts
+    the skips that an earlier verified record backs.
     """
     filters = filters or Filters()
     now = now or datetime.now(UTC)
-    plan = Plan([], objects=0, bytes=0)
+    plan = Plan(EntrySpool(), objects=0, bytes=0)
     # a destination's manifests are listed first (one small folder) so their records stream in key order too
     names = [_manifest_names(dest, manifest_dir) for dest in destinations]
-    sides = [_Side(dest, manifest_dir, names[d], plan.unlisted) for d, dest in enumerate(destinations)]
+    sides = [_Side(dest, manifest_dir, names[d], plan.unlisted, list_workers) for d, dest in enumerate(destinations)]
     for d in range(len(destinations)):
         plan.manifests[d], plan.skipped[d], plan.extras[d] = names[d], 0, []
     # every side is listed at once: a listing is a chain of page requests, mostly waiting on the store
-    listed = ahead(list_dataset(source, plan.reserved, plan.unlisted), f"list {source.uri}")
+    listed = ahead(list_dataset(source, plan.reserved, plan.unlisted, list_workers), f"list {source.uri}")
     for info in ordered(listed, source.uri, source.prefix):
         rel = info.key[len(source.prefix) :]
         # filtered-out objects still belong to the source: they are never extras
@@ -156,9 +169,7 @@ def plan_copy(
             for d in entry.actions:  # the manifest chain holds each record already: nothing to keep
                 plan.skipped[d] += 1
             continue
-        for d, record in enumerate(records):
-            if record is not None:
-                plan.previous.setdefault(d, {})[rel] = record
+        entry.previous = {d: record for d, record in enumerate(records) if record is not None}
         plan.entries.append(entry)
     for d, side in enumerate(sides):
         side.until(None, filters, plan.extras[d])
@@ -173,17 +184,13 @@ def _manifest_names(dest: Location, manifest_dir: str) -> list[str]:
 class _Side:
     """One destination as the merge passes it: its listing and its manifest records, both in key order."""
 
-    def __init__(self, dest: Location, manifest_dir: str, names: list[str], unlisted: list[str]) -> None:
+    def __init__(
+        self, dest: Location, manifest_dir: str, names: list[str], unlisted: list[str], list_workers: int
+    ) -> None:
         self.dest = dest
-        self._names = names
-        self._manifest_dir = manifest_dir
-        self._objects = Peekable(ordered(ahead(self._listing(unlisted), f"list {dest.uri}"), dest.uri, dest.prefix))
-        self._records: Peekable[tuple[str, dict[str, Any]]] | None = None
-
-    def _listing(self, unlisted: list[str]) -> Iterator[ObjectInfo]:
-        for info in self.dest.store.list_noting(self.dest.prefix, unlisted):
-            if not _reserved(info.key[len(self.dest.prefix) :]):
-                yield info
+        listed = ahead(list_dataset(dest, None, unlisted, list_workers), f"list {dest.uri}")
+        self._objects = Peekable(ordered(listed, dest.uri, dest.prefix))
+        self._records = RecordCursor(dest, manifest_dir, names)
 
     def until(self, rel: str | None, filters: Filters, extras: list[str]) -> ObjectInfo | None:
         """Pass the destination objects before ``rel`` (extras where the globs take them in); return ``rel``'s."""
@@ -201,11 +208,7 @@ class _Side:
 
     def record(self, rel: str) -> dict[str, Any] | None:
         """The verified manifest record of ``rel``: read only once the destination holds some object."""
-        if self._records is None:
-            self._records = Peekable(iter_previous(self.dest, self._manifest_dir, self._names))
-        while (item := self._records.peek()) is not None and item[0] < rel:
-            next(self._records)
-        return item[1] if item is not None and item[0] == rel else None
+        return self._records.get(rel)
 
 
 def _decide(

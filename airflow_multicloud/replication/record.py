@@ -62,7 +62,7 @@ class Recorder:
                 why = entry.reasons.get(d, "invalid key")
                 result = ObjectResult(entry.obj.rel, d, "failed", entry.obj.size, error=why)
             else:
-                prev = self.plan.previous.get(d, {}).get(entry.obj.rel, {})
+                prev = entry.previous.get(d, {})
                 result = unchanged_result(entry, d, action, prev)
             self._count(d, entry, result)
             # a skip resting on an earlier manifest record is in the chain already (docs/manifests.md)

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from airflow_multicloud.checksums import Crc64
 from airflow_multicloud.errors import IntegrityError, ObjectNotFoundError, StoreError
-from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, read_previous
+from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, RecordCursor
 from airflow_multicloud.replication.model import Location, SourceProof
 from airflow_multicloud.replication.plan import list_dataset
 from airflow_multicloud.stores.base import MiB, ObjectInfo
@@ -149,6 +149,7 @@ def _object_level(source: Location, src: dict[str, ObjectInfo], loc: Location, m
     for rel in listing.keys() - src.keys():
         rep.add(Difference(rel, "extra", None, listing[rel].size, "absent from the source"))
     rep.differences.sort(key=lambda d: (d.kind != "missing", d.key))
+    comparable.sort()  # in key order, as the manifest records stream
     return _Side(loc, rep, listing, comparable)
 
 
@@ -207,7 +208,7 @@ def _quick(
     heads: _HeadCache,
     manifest_dir: str,
 ) -> None:
-    manifest = read_previous(side.loc, manifest_dir) if side.comparable else {}
+    manifest = RecordCursor(side.loc, manifest_dir)  # read as the keys pass, never held whole
     undecided: list[_Undecided] = []
     for rel in side.comparable:  # first pass: no request at all
         s, r, record = src[rel], side.listing[rel], manifest.get(rel)
@@ -263,6 +264,7 @@ def crc64_of(loc: Location, rel: str, chunk_size: int = MiB) -> tuple[int, int]:
 class _Outcome:
     status: str  # passed | failed | unreadable
     diffs: tuple[Difference, ...] = ()
+    crc64: int = 0  # of the replica's bytes, when they matched the source's
 
 
 def _full(
@@ -273,7 +275,6 @@ def _full(
     chunk_size: int,
     manifest_dir: str,
 ) -> None:
-    manifests = [read_previous(s.loc, manifest_dir) if s.comparable else {} for s in sides]
     wanted: dict[str, list[int]] = {}
     for i, side in enumerate(sides):
         for rel in side.comparable:
@@ -285,32 +286,33 @@ def _full(
         except StoreError as exc:
             bad = _Outcome("unreadable", (Difference(rel, "unreadable", _reason(exc), None, "source read failed"),))
             return [(i, bad) for i in wanted[rel]]
-        return [
-            (i, _check_replica(sides[i], manifests[i].get(rel), rel, s_crc, s_size, chunk_size)) for i in wanted[rel]
-        ]
+        return [(i, _check_replica(sides[i], rel, s_crc, s_size, chunk_size)) for i in wanted[rel]]
 
+    matched: list[tuple[str, int, int]] = []
     rels = sorted(wanted, key=lambda r: -src[r].size)  # largest first: the pool's tail is short objects
     for rel, results in zip(rels, pool.map(one, rels), strict=True):
         for i, outcome in results:
-            rep = sides[i].report
             if outcome.status == "passed":
-                rep.passed += 1
-                rep.method("crc64 (recomputed)")
-                rep.evidence[rel] = RECOMPUTED
-            else:
-                rep.failed += 1
+                matched.append((rel, i, outcome.crc64))
+                continue
+            sides[i].report.failed += 1
             for d in outcome.diffs:
-                rep.add(d)
+                sides[i].report.add(d)
+    # the manifests streamed in key order, beside the keys whose bytes matched
+    cursors = [RecordCursor(s.loc, manifest_dir) for s in sides]
+    for rel, i, crc in sorted(matched):
+        rep = sides[i].report
+        diff = _recorded_mismatch(sides[i], cursors[i].get(rel), rel, crc)
+        if diff is None:
+            rep.passed += 1
+            rep.method("crc64 (recomputed)")
+            rep.evidence[rel] = RECOMPUTED
+        else:
+            rep.failed += 1
+            rep.add(diff)
 
 
-def _check_replica(
-    side: _Side,
-    record: Mapping[str, Any] | None,
-    rel: str,
-    s_crc: int,
-    s_size: int,
-    chunk_size: int,
-) -> _Outcome:
+def _check_replica(side: _Side, rel: str, s_crc: int, s_size: int, chunk_size: int) -> _Outcome:
     try:
         r_crc, r_size = crc64_of(side.loc, rel, chunk_size)
     except IntegrityError as exc:  # e.g. OSS checks its stored CRC64 while we read: the stored bytes changed
@@ -322,17 +324,21 @@ def _check_replica(
     if r_crc != s_crc:
         diff = Difference(rel, "checksum", f"crc64 {s_crc:016x}", f"crc64 {r_crc:016x}", "recomputed from the bytes")
         return _Outcome("failed", (diff,))
-    # The bytes match; a recorded checksum that contradicts them would mislead every later quick check.
+    return _Outcome("passed", crc64=r_crc)
+
+
+def _recorded_mismatch(side: _Side, record: Mapping[str, Any] | None, rel: str, crc: int) -> Difference | None:
+    """The bytes match the source; a recorded checksum that contradicts them would mislead every later quick
+    check."""
     recorded = ev.manifest_replica_claims(record, side.listing[rel])
     recorded += [c for c in ev.listing_claims(side.loc.store, side.listing[rel]) if c.algo == "crc64"]
     for claim in recorded:
-        if claim.algo == "crc64" and claim.value != f"{r_crc:016x}":
-            diff = Difference(
-                rel, "checksum", f"crc64 {s_crc:016x}", f"recorded crc64 {claim.value} ({claim.via})",
+        if claim.algo == "crc64" and claim.value != f"{crc:016x}":
+            return Difference(
+                rel, "checksum", f"crc64 {crc:016x}", f"recorded crc64 {claim.value} ({claim.via})",
                 "the recorded checksum does not match the replica's bytes",
             )  # fmt: skip
-            return _Outcome("failed", (diff,))
-    return _Outcome("passed")
+    return None
 
 
 def _reason(exc: BaseException) -> str:

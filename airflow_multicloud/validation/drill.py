@@ -13,16 +13,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from airflow_multicloud.errors import IntegrityError, MulticloudError, StoreError
-from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, manifest_prefix, read_previous
+from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, iter_previous, manifest_prefix
+from airflow_multicloud.replication.merge import Peekable, ordered
 from airflow_multicloud.replication.model import Location
 from airflow_multicloud.replication.plan import list_dataset
-from airflow_multicloud.stores.base import MiB, normalize_etag, verify_write
+from airflow_multicloud.stores.base import MiB, ObjectInfo, normalize_etag, verify_write
 from airflow_multicloud.validation.content import format_of
 from airflow_multicloud.validation.report import DEFAULT_REPORT_DIR, Difference
 from airflow_multicloud.validation.rows import count_rows
@@ -100,41 +102,76 @@ def restore_drill(
     """
     if workers < 1:
         raise ValueError(f"workers={workers} must be at least 1")
-    records = read_previous(replica, manifest_dir)
+    records = Peekable(iter_previous(replica, manifest_dir))
     where = replica.store.uri(manifest_prefix(replica, manifest_dir))
-    if not records:
+    if records.peek() is None:
         raise ValueError(
             f"no manifest with verified objects under {where}: this replica was not written by a replication run "
             "(or its manifests were removed), so there is nothing to prove a restore against"
         )
-    listing = {i.key[len(replica.prefix) :]: i for i in list_dataset(replica)}
-    report = DrillReport(replica.uri, scratch.uri, where, recorded=len(records))
-    report.failures += [
-        Difference(rel, "missing", records[rel].get("size"), None, "recorded in the manifest, absent from the replica")
-        for rel in sorted(records.keys() - listing.keys())
-    ]
-    report.failures += [
-        Difference(rel, "extra", None, listing[rel].size, "no verified record in the manifest")
-        for rel in sorted(listing.keys() - records.keys())
-    ]
-    todo = sorted(records.keys() & listing.keys(), key=lambda r: -listing[r].size)  # largest first
+    listing = Peekable(ordered(list_dataset(replica), replica.uri, replica.prefix))
+    report = DrillReport(replica.uri, scratch.uri, where)
+    restored: list[str] = []  # kept only to count rows afterwards
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="restore") as pool:
-        restored = list(pool.map(lambda rel: _restore(replica, scratch, rel, chunk_size), todo))
+        # both streams in key order: restores go out as the keys pass, at most twice ``workers`` in flight
+        flight: deque[tuple[dict[str, Any], Future[_Restored | Difference]]] = deque()
+        for rel, record, info in _paired(records, listing, replica.prefix, report):
+            if record is None or info is None:
+                continue
+            flight.append((record, pool.submit(_restore, replica, scratch, rel, chunk_size)))
+            if len(flight) >= 2 * workers:
+                _take(report, *flight.popleft(), restored if count_rows else None)
+        while flight:
+            _take(report, *flight.popleft(), restored if count_rows else None)
         report.restore_s = round(time.monotonic() - started, 3)
-        for rel, got in zip(todo, restored, strict=True):
-            if isinstance(got, Difference):
-                report.failures.append(got)
-            else:
-                report.objects += 1
-                report.bytes += got.size
-                report.failures += _against_record(records[rel], got)
         report.bytes_per_s = round(report.bytes / max(report.restore_s, 1e-9), 1)
         if count_rows:
-            _rows(report, replica, scratch, todo, formats, report_dir, pool)
+            _rows(report, replica, scratch, restored, formats, report_dir, pool)
     report.failures.sort(key=lambda d: d.key)
     log.info("%s", report.summary())
     return report
+
+
+def _paired(
+    records: Peekable[tuple[str, dict[str, Any]]], listing: Peekable[ObjectInfo], prefix: str, report: DrillReport
+) -> Iterator[tuple[str, dict[str, Any] | None, ObjectInfo | None]]:
+    """The manifest's records and the replica's listing merged by key: ``(rel, record, listed)``, either one None
+    where the other side lacks the key (each counted, and reported missing or extra, on the way)."""
+    while True:
+        rec, info = records.peek(), listing.peek()
+        listed = None if info is None else info.key[len(prefix) :]
+        if rec is None and info is None:
+            return
+        if info is not None and listed is not None and (rec is None or listed < rec[0]):
+            next(listing)
+            report.failures.append(Difference(listed, "extra", None, info.size, "no verified record in the manifest"))
+            yield listed, None, info
+            continue
+        assert rec is not None  # the listing is done with, or ahead of, this record
+        next(records)
+        report.recorded += 1
+        if listed != rec[0]:
+            why = "recorded in the manifest, absent from the replica"
+            report.failures.append(Difference(rec[0], "missing", rec[1].get("size"), None, why))
+            yield rec[0], rec[1], None
+            continue
+        next(listing)
+        yield rec[0], rec[1], info
+
+
+def _take(
+    report: DrillReport, record: dict[str, Any], future: Future[_Restored | Difference], restored: list[str] | None
+) -> None:
+    got = future.result()
+    if isinstance(got, Difference):
+        report.failures.append(got)
+        return
+    report.objects += 1
+    report.bytes += got.size
+    report.failures += _against_record(record, got)
+    if restored is not None:
+        restored.append(got.rel)
 
 
 def _restore(replica: Location, scratch: Location, rel: str, chunk_size: int) -> _Restored | Difference:

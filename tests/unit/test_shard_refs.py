@@ -33,6 +33,7 @@ def _entry(i: int) -> PlanEntry:
     return PlanEntry(obj, {0: PlanAction.COPY, 1: PlanAction.COPY})
 
 
+@pytest.mark.slow  # the 100,000 objects: ~50-75 s on the shared 2-core machine at load 20
 def test_a_shard_reference_stays_under_1_kib_at_100000_objects(tmp_path: Path) -> None:
     dest = Location(LocalStore(str(tmp_path)), "replica/sales/")
     plan = Plan([_entry(i) for i in range(OBJECTS)])

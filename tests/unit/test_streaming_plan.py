@@ -97,6 +97,7 @@ class Generated(LocalStore):
         return heapq.merge(super().list_noting(prefix, unlisted), self._generated(prefix), key=lambda i: i.key)
 
 
+@pytest.mark.slow  # the 100,000 objects: ~50-75 s on the shared 2-core machine at load 20
 def test_a_no_op_rerun_plan_of_100k_objects_holds_nothing_per_object(tmp_path: Path) -> None:
     src_root, dst_root = tmp_path / "src", tmp_path / "dst"
     src_root.mkdir()
@@ -118,7 +119,7 @@ def test_a_no_op_rerun_plan_of_100k_objects_holds_nothing_per_object(tmp_path: P
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert (plan.objects, plan.skipped, plan.entries, plan.extras) == (N, {0: N}, [], {0: []})
+    assert (plan.objects, plan.skipped, list(plan.entries), plan.extras) == (N, {0: N}, [], {0: []})
     # the listings read ahead take a few MB; the plan before streaming held ~4 KB per object (~400 MB here)
     assert peak < 20 * 2**20, f"peak {peak / 2**20:.1f} MiB"
 
