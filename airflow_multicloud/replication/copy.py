@@ -36,6 +36,7 @@ from airflow_multicloud.stores.base import (
     MiB,
     ObjectInfo,
     ObjectStore,
+    PartLayout,
     WriteProof,
     WriteResult,
     is_md5_etag,
@@ -165,13 +166,14 @@ def _digest(evidence: Evidence, data: bytes) -> str:
     return hasher.result()
 
 
-def _checked(chunks: Iterable[bytes], check: _SourceCheck, evidence: Evidence) -> Iterator[bytes]:
+def _checked(
+    chunks: Iterable[bytes], check: _SourceCheck, evidence: Evidence, hasher: BackgroundHasher
+) -> Iterator[bytes]:
     """Yield the source's chunks; after the last one, raise if they are not proven the source's bytes.
 
     Raising before the stream ends keeps the writers from completing an upload of bad bytes. One hash pass, with
-    the algorithm the evidence needs; a second read where the source holds no evidence.
+    the algorithm the evidence needs (``hasher``); a second read where the source holds no evidence.
     """
-    hasher = BackgroundHasher(evidence.hasher(), depth=HASH_DEPTH)
     size = 0
     held: bytes | None = None
     try:
@@ -251,9 +253,11 @@ def _copy_streamed(
     check = _SourceCheck(source, obj, opts, attempt)
     evidence = check.ask_source()
     meta = _metadata(obj, evidence.crc64)
+    hasher = BackgroundHasher(evidence.hasher(), depth=HASH_DEPTH)
+    layout = _source_layout(evidence, dests, hasher)
     # Read the source in part-sized chunks when every destination cuts the same parts: each chunk then is a whole
     # part for every writer, shared by all of them, never copied again (copies cost as much CPU as hashing).
-    chunk_size = _stream_chunk(dests, opts)
+    chunk_size = layout.sizes[0] if layout is not None else _stream_chunk(dests, opts)
     tee = Tee(len(dests), depth=_tee_depth(chunk_size))
     out: dict[int, ObjectResult | BaseException] = {}
     counter = object_counter()  # the run's progress moves while a large object streams
@@ -262,7 +266,9 @@ def _copy_streamed(
         try:
             # the source check hashes the stream once already; the writers add no whole-object MD5 pass
             stream = count_consumed(tee.stream(i), counter)
-            sent = dest.store.write(dest.key(obj.rel), stream, metadata=meta, resume=True, whole_md5=False)
+            sent = dest.store.write(
+                dest.key(obj.rel), stream, metadata=meta, resume=True, whole_md5=False, layout=layout
+            )
             if evidence.md5:
                 sent = replace(sent, md5=evidence.md5)
             out[d] = _result(obj.rel, d, sent, evidence.proof, prove_write(dest.store, sent), attempt)
@@ -277,13 +283,28 @@ def _copy_streamed(
         t.start()
     try:
         chunks = limited(source.store.read(source.key(obj.rel), chunk_size=chunk_size), opts.limiter)
-        tee.feed(_checked(chunks, check, evidence))
+        tee.feed(_checked(chunks, check, evidence, hasher))
     except BaseException as exc:
         log.warning("reading %s failed: %s", check.uri, exc)
         tee.fail(exc)
     for t in threads:
         t.join()
     return out
+
+
+def _source_layout(
+    evidence: Evidence, dests: Sequence[tuple[int, Location]], hasher: BackgroundHasher
+) -> PartLayout | None:
+    """The source's own part layout, for every destination to write its parts in, where the source's proof is its
+    multipart ETag and no part is larger than a destination's own (the memory budget counts those).
+
+    Each destination then gets the source's ETag, and the part MD5s that prove the read prove each part written
+    too: a destination that would hash every part (S3 signs each payload's SHA-256) can send them unhashed.
+    """
+    sizes = evidence.layout
+    if not sizes or any(max(sizes) > dest.store.transfer.part_size for _, dest in dests):
+        return None
+    return PartLayout(sizes, hasher.part_md5s)
 
 
 def _stream_chunk(dests: Sequence[tuple[int, Location]], opts: CopyOptions) -> int:

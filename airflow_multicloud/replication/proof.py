@@ -126,6 +126,10 @@ class _PartsMd5:
             return "(bytes do not fit the part layout)"
         return f"{hashlib.md5(b''.join(self._digests)).hexdigest()}-{len(self._sizes)}"
 
+    def part_md5s(self) -> list[bytes]:
+        """The raw MD5 of each part hashed so far (all of them once the whole stream went through)."""
+        return list(self._digests)
+
 
 class BackgroundHasher:
     """Hashes in a thread of its own: the next chunk is read while the last one is hashed (hashlib releases the
@@ -153,6 +157,11 @@ class BackgroundHasher:
         self.close()
         return self._hasher.result()
 
+    def part_md5s(self) -> list[bytes]:
+        """The part MD5s of a multipart-ETag proof, once the stream is hashed ([] for any other hasher)."""
+        self.close()
+        return self._hasher.part_md5s() if isinstance(self._hasher, _PartsMd5) else []
+
 
 @dataclass(frozen=True)
 class Evidence:
@@ -166,6 +175,8 @@ class Evidence:
         then asks the source again instead of failing.
     :param md5: the object's MD5 as the source states it, for the manifest (None where its ETag is no MD5).
     :param crc64: the object's CRC64-XZ as the source states it, for the replica's metadata.
+    :param layout: the sizes of the parts the source was uploaded in (multipart ETags only): a destination that
+        writes the same parts gets the same ETag, and the part MD5s that prove the read prove its parts too.
     """
 
     proof: SourceProof
@@ -175,6 +186,7 @@ class Evidence:
     certain: bool = True
     md5: str | None = None
     crc64: int | None = None
+    layout: tuple[int, ...] | None = None
 
     @property
     def second_read(self) -> bool:
@@ -232,9 +244,8 @@ def evidence_for(store: ObjectStore, key: str, info: ObjectInfo, *, exact_layout
     sizes = store.part_sizes(key, info, exact=exact_layout) if md5_based and "-" in normalize_etag(info.etag) else None
     if sizes:
         etag = normalize_etag(info.etag)
-        return Evidence(
-            SourceProof.MULTIPART_ETAG, etag, lambda: _PartsMd5(sizes), f"multipart ETag ({len(sizes)} parts)"
-        )
+        what = f"multipart ETag ({len(sizes)} parts)"
+        return Evidence(SourceProof.MULTIPART_ETAG, etag, lambda: _PartsMd5(sizes), what, layout=tuple(sizes))
     recorded = info.metadata.get(META_CRC64)
     if recorded:
         try:

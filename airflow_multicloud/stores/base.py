@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -116,6 +116,20 @@ class TransferConfig:
 
 
 DEFAULT_TRANSFER = TransferConfig()
+
+
+@dataclass(frozen=True)
+class PartLayout:
+    """The parts a multipart upload is cut into, instead of ``transfer.part_size`` ones.
+
+    :param sizes: each part's size, in order (they must add up to the stream's length).
+    :param md5s: where given, the raw MD5 of each part as the caller computed it from the same bytes, complete
+        once the stream has ended: each stored part's ETag must equal it before the upload completes, which proves
+        the part without a hash of the store's own (see :meth:`ObjectStore.upload_part_by_md5`).
+    """
+
+    sizes: Sequence[int]
+    md5s: Callable[[], Sequence[bytes]] | None = None
 
 
 def md5_b64(data: bytes | memoryview, md5: bytes | None = None) -> str:
@@ -327,6 +341,13 @@ class ObjectStore(ABC):
         """Upload one part (1-based); returns its ETag. A part is invisible until the upload completes, so the
         proof may also come after it is stored: the CRC64 the store answers with (:func:`check_sent_part`)."""
 
+    def upload_part_by_md5(self, key: str, upload_id: str, number: int, data: bytes) -> tuple[str, bool]:
+        """:meth:`upload_part` for a part whose MD5 the caller has (from hashing the same bytes for another proof):
+        a store whose own proof of a part is a hash of each request (S3's signed payload SHA-256 or Content-MD5)
+        may leave it out, and the caller then compares the returned ETag with that MD5 before the upload completes.
+        Returns the ETag and whether the store proved the part itself (no comparison needed)."""
+        return self.upload_part(key, upload_id, number, data), True
+
     @abstractmethod
     def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
         """Parts already stored for an upload, in part-number order (all pages)."""
@@ -353,6 +374,7 @@ class ObjectStore(ABC):
         content_type: str | None = None,
         resume: bool = False,
         whole_md5: bool = True,
+        layout: PartLayout | None = None,
     ) -> WriteResult:
         """Write an object from a stream of byte chunks, in bounded memory.
 
@@ -360,7 +382,8 @@ class ObjectStore(ABC):
         ``transfer.max_concurrency`` parts in flight. On any failure the multipart upload is aborted, so no
         partial object and no orphaned parts remain - unless ``resume=True``, which keeps the upload so a
         later ``write(..., resume=True)`` of the same bytes re-sends only the parts not yet stored (a
-        stored part is reused only when its size and MD5 match the new bytes).
+        stored part is reused only when its size and MD5 match the new bytes). ``layout`` cuts the parts (the
+        source's own, say) instead of ``transfer.part_size``.
         """
         meta = dict(metadata or {})
         crc = Crc64()
@@ -386,7 +409,8 @@ class ObjectStore(ABC):
             raw = hashlib.md5(first).digest()
             etag = self.put_object(key, first, metadata=meta, content_type=content_type, md5=raw)
             return WriteResult(key, len(first), etag, crc.value, raw.hex(), raw.hex())
-        return self._write_multipart(key, _Rechunker(_drained(head, stream)), crc, md5, meta, content_type, resume)
+        source = _Rechunker(_drained(head, stream))
+        return self._write_multipart(key, source, crc, md5, meta, content_type, resume, layout)
 
     def _find_resumable(self, key: str) -> tuple[str, dict[int, PartInfo]] | None:
         uploads = sorted(
@@ -407,8 +431,10 @@ class ObjectStore(ABC):
         meta: dict[str, str],
         content_type: str | None,
         resume: bool,
+        layout: PartLayout | None = None,
     ) -> WriteResult:
-        part_size = self.transfer.part_size
+        sizes = _part_sizes(layout, self.transfer.part_size)
+        by_md5 = layout is not None and layout.md5s is not None
         existing: dict[int, PartInfo] = {}
         found = self._find_resumable(key) if resume else None
         if found:
@@ -422,14 +448,16 @@ class ObjectStore(ABC):
         in_flight: set[Future[PartInfo]] = set()
         pool = ThreadPoolExecutor(max_workers=self.transfer.max_concurrency, thread_name_prefix="part")
 
+        unproven: set[int] = set()  # parts sent without the store's own proof: their ETags must match the MD5s
+
         def send(number: int, data: bytes) -> PartInfo:
-            etag = self.upload_part(key, upload_id, number, data)
-            return PartInfo(number, len(data), etag)
+            return self._send_part(key, upload_id, number, data, unproven if by_md5 else None)
 
         try:
             number = 0
             while True:
-                data = source.take(part_size)
+                part_size = next(sizes, 0)
+                data = source.take(part_size) if part_size else b""
                 if not data and number > 0:
                     break
                 number += 1
@@ -448,6 +476,8 @@ class ObjectStore(ABC):
                     break
             in_flight = _settle(in_flight, done, 0)
             done.sort(key=lambda p: p.number)
+            if layout is not None:
+                _check_layout(self.uri(key), layout, done, source, unproven)
             etag = self.complete_multipart(key, upload_id, done)
         except BaseException:
             # parts not started yet are dropped; those on the wire end with their request (SDK timeouts bound it)
@@ -459,6 +489,16 @@ class ObjectStore(ABC):
         composite = hashlib.md5(b"".join(bytes.fromhex(_md5_of_part(p)) for p in done)).hexdigest()
         whole = md5.hexdigest() if md5 is not None else ""
         return WriteResult(key, size, etag, crc.value, whole, f"{composite}-{len(done)}", len(done), reused)
+
+    def _send_part(self, key: str, upload_id: str, number: int, data: bytes, unproven: set[int] | None) -> PartInfo:
+        """Upload one part; with ``unproven`` (the caller has its MD5), by MD5, noting it there if the store did not
+        prove it itself."""
+        if unproven is None:
+            return PartInfo(number, len(data), self.upload_part(key, upload_id, number, data))
+        etag, proven = self.upload_part_by_md5(key, upload_id, number, data)
+        if not proven:
+            unproven.add(number)
+        return PartInfo(number, len(data), etag)
 
     def abort_quietly(self, key: str, upload_id: str) -> bool:
         """Abort an upload, trying again while the store's answer says it is worth it; True once it is gone.
@@ -476,6 +516,33 @@ class ObjectStore(ABC):
                     return False
                 time.sleep(ABORT_BACKOFF * 2 ** (attempt - 1))
         return False
+
+
+def _part_sizes(layout: PartLayout | None, part_size: int) -> Iterator[int]:
+    """The size of each next part to cut: a layout's, else ``part_size`` until the stream ends."""
+    if layout is not None:
+        yield from layout.sizes
+        return
+    while True:
+        yield part_size
+
+
+def _check_layout(uri: str, layout: PartLayout, done: Sequence[PartInfo], rest: _Rechunker, unproven: set[int]) -> None:
+    """Raise IntegrityError unless the parts stored are the layout's, and each part in ``unproven`` (sent without
+    the store's own proof) has the ETag of the MD5 the layout gives."""
+    sizes = [p.size for p in done]
+    if sizes != list(layout.sizes) or rest.take(1):
+        raise IntegrityError(f"{uri}: the bytes written do not fit the {len(layout.sizes)} parts of their layout")
+    if unproven and layout.md5s is not None:
+        md5s = layout.md5s()
+        if len(md5s) != len(done):
+            raise IntegrityError(f"{uri}: the bytes read were not all hashed; the parts cannot be proven")
+        for part, md5 in zip(done, md5s, strict=True):
+            if part.number not in unproven:
+                continue
+            stored, read = _md5_of_part(part), md5.hex()
+            if stored != read:
+                raise IntegrityError(f"{uri}: part {part.number} stored with ETag {stored}, its bytes have MD5 {read}")
 
 
 def _drained(head: collections.deque[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -143,6 +144,18 @@ def _drop_expect_for_small_bodies(params: dict[str, Any], **_: Any) -> None:
             del headers["Expect"]
 
 
+#: set while this thread sends a part whose payload goes unhashed (UNSIGNED-PAYLOAD): its MD5 proves it instead
+_UNHASHED = threading.local()
+
+
+def _unsigned_payload_when_asked(request: Any, **_: Any) -> None:
+    """botocore hashes every S3 payload it signs over http (SHA-256: a pass over each byte); a part that
+    :meth:`S3Store.upload_part_by_md5` sends goes as UNSIGNED-PAYLOAD instead (S3's own switch for it)."""
+    config = getattr(_UNHASHED, "config", None)
+    if config is not None:
+        request.context["client_config"] = config
+
+
 class S3Store(ObjectStore):
     """One S3 bucket.
 
@@ -163,6 +176,9 @@ class S3Store(ObjectStore):
         # after botocore's own before-call handler (which adds the header), once per client
         client.meta.events.register_last(
             "before-call.s3", _drop_expect_for_small_bodies, unique_id="airflow-multicloud-expect"
+        )
+        client.meta.events.register(
+            "before-sign.s3.UploadPart", _unsigned_payload_when_asked, unique_id="airflow-multicloud-unsigned"
         )
 
     @classmethod
@@ -478,6 +494,29 @@ class S3Store(ObjectStore):
                 Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data, **self._digest(data)
             )
         return str(resp["ETag"])
+
+    @functools.cached_property
+    def _unsigned_config(self) -> Any:
+        from botocore.config import Config
+
+        config = self.client.meta.config
+        return config.merge(Config(s3={**(config.s3 or {}), "payload_signing_enabled": False}))
+
+    def upload_part_by_md5(self, key: str, upload_id: str, number: int, data: bytes) -> tuple[str, bool]:
+        """A part sent without a hash of its own (no signed payload, no Content-MD5): the S3 ETag of an unencrypted
+        part is the MD5 of the bytes S3 stored, which the caller compares with its MD5 before completing. Where S3
+        says the part is encrypted (SSE-KMS or SSE-C: ETags are no MD5s), it is sent again the usual way."""
+        _UNHASHED.config = self._unsigned_config
+        try:
+            with self._errors(key, f"upload part {number} of"):
+                resp = self.client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+                )
+        finally:
+            _UNHASHED.config = None
+        if encrypted(resp):
+            return self.upload_part(key, upload_id, number, data), True
+        return str(resp["ETag"]), False
 
     def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
         pages = self.client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=key, UploadId=upload_id)
