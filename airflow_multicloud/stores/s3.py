@@ -6,7 +6,7 @@ import builtins
 import contextlib
 import functools
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -146,6 +146,14 @@ def _drop_expect_for_small_bodies(params: dict[str, Any], **_: Any) -> None:
 
 #: set while this thread sends a part whose payload goes unhashed (UNSIGNED-PAYLOAD): its MD5 proves it instead
 _UNHASHED = threading.local()
+
+
+def _wants_lock_digest(exc: Any) -> bool:
+    """S3's answer to an upload without Content-MD5 or checksum into an Object Lock bucket: 400 InvalidRequest
+    "Content-MD5 OR x-amz-checksum- HTTP header is required ..." (moto names the code after the case)."""
+    err = exc.response.get("Error", {})
+    code, message = str(err.get("Code")), str(err.get("Message", "")).lower()
+    return code in ("InvalidRequest", "MissingUploadObjectWithObjectLockHeaders") and "content-md5" in message
 
 
 def _unsigned_payload_when_asked(request: Any, **_: Any) -> None:
@@ -473,13 +481,9 @@ class S3Store(ObjectStore):
         md5: bytes | None = None,
     ) -> str:
         extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
-        if self.retention is not None:  # S3 wants a Content-MD5 (or checksum) with every Object Lock upload
-            extra.update(self._lock_args(), ContentMD5=md5_b64(data, md5))
-        with self._errors(key, "PUT"):
-            resp = self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, Metadata=dict(metadata), **{**self._digest(data, md5), **extra}
-            )
-        return str(resp["ETag"])
+        extra.update(self._lock_args())
+        put = functools.partial(self.client.put_object, Bucket=self.bucket, Key=key, Metadata=dict(metadata), **extra)
+        return str(self._upload(put, key, "PUT", data, md5)["ETag"])
 
     def create_multipart(self, key: str, *, metadata: Mapping[str, str], content_type: str | None = None) -> str:
         extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
@@ -489,11 +493,34 @@ class S3Store(ObjectStore):
         return str(resp["UploadId"])
 
     def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
-        with self._errors(key, f"upload part {number} of"):
-            resp = self.client.upload_part(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data, **self._digest(data)
-            )
-        return str(resp["ETag"])
+        send = functools.partial(
+            self.client.upload_part, Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number
+        )
+        return str(self._upload(send, key, f"upload part {number} of", data)["ETag"])
+
+    #: True once this bucket is known to hold uploads under Object Lock (a run's retention, an enabled lock, or S3
+    #: asking for it): S3 then wants a Content-MD5 (or a checksum header) with every PUT and part, a signed
+    #: payload notwithstanding ("Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object requests
+    #: with Object Lock parameters"; a bucket's default retention counts as such parameters)
+    lock_digest: bool = False
+
+    def _upload(self, send: Callable[..., Any], key: str, action: str, data: bytes, md5: bytes | None = None) -> Any:
+        """``send(Body=data, ...)`` with the digest this bucket needs; sent once more, with a Content-MD5, when S3
+        answers that an Object Lock bucket wants one (a bucket default retention the run did not know of)."""
+        from botocore.exceptions import ClientError
+
+        for _ in range(2):
+            lock = self.lock_digest or self.retention is not None
+            digest = {"ContentMD5": md5_b64(data, md5)} if lock else self._digest(data, md5)
+            try:
+                with self._errors(key, action):
+                    return send(Body=data, **digest)
+            except StoreError as exc:
+                cause = exc.__cause__
+                if lock or not (isinstance(cause, ClientError) and _wants_lock_digest(cause)):
+                    raise
+                self.lock_digest = True
+        raise AssertionError("unreachable")
 
     @functools.cached_property
     def _unsigned_config(self) -> Any:
@@ -506,6 +533,8 @@ class S3Store(ObjectStore):
         """A part sent without a hash of its own (no signed payload, no Content-MD5): the S3 ETag of an unencrypted
         part is the MD5 of the bytes S3 stored, which the caller compares with its MD5 before completing. Where S3
         says the part is encrypted (SSE-KMS or SSE-C: ETags are no MD5s), it is sent again the usual way."""
+        if self.lock_digest or self.retention is not None:  # Object Lock: the part carries its Content-MD5
+            return self.upload_part(key, upload_id, number, data), False
         _UNHASHED.config = self._unsigned_config
         try:
             with self._errors(key, f"upload part {number} of"):
@@ -564,6 +593,7 @@ class S3Store(ObjectStore):
         with self._errors(None, "read the versioning of"):
             versioned = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status") == "Enabled"
         enabled = conf.get("ObjectLockEnabled") == "Enabled"
+        self.lock_digest = self.lock_digest or enabled
         return RetentionStatus(enabled, "object", rule.get("Mode"), days, versioned=versioned, remedy=remedy)
 
     def object_retention(self, key: str) -> ObjectRetention:

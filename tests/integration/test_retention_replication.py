@@ -16,6 +16,7 @@ from airflow_multicloud.replication.engine import ReplicationOptions, replicate
 from airflow_multicloud.replication.model import Location
 from airflow_multicloud.replication.retention import RetentionUnavailableError, parse_retention
 from airflow_multicloud.stores.base import MiB, TransferConfig
+from airflow_multicloud.stores.local import LocalStore
 from tests.integration.test_retention_locks import locked_cos, locked_oss, locked_s3
 
 T = TransferConfig(multipart_threshold=5 * MiB, part_size=5 * MiB)
@@ -201,6 +202,35 @@ def test_a_bucket_default_covers_the_retention_only_when_at_least_as_long_and_as
         [report] = prepare_destinations([Location(store, "replica/")], policy, require_immutable=True)
         assert store.retention is (None if covered else policy), default
         assert report["mode"] == "COMPLIANCE" and report["days"] == 60, report
-        if not covered:
-            store.write("replica/k", [b"x"])
-            assert store.object_retention("replica/k").mode == "COMPLIANCE"
+        # either way the write carries a Content-MD5, as S3 demands in an Object Lock bucket, and lands locked
+        store.write("replica/k", [b"x"])
+        assert store.object_retention("replica/k").mode == (default if covered else "COMPLIANCE")
+
+
+def test_a_run_into_a_bucket_with_default_retention_it_was_not_told_of(clouds: dict[str, Any], tmp_path: Any) -> None:
+    """No ``retention=`` and so no look at the bucket's lock: S3 refuses the first upload without a Content-MD5
+    into a bucket whose default retention applies (400 InvalidRequest); the store sends it again with one and
+    every later upload carries it from the start (small objects by PutObject, large ones part by part)."""
+    store = locked_s3(clouds["s3"])
+    store.client.put_object_lock_configuration(
+        Bucket=store.bucket,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}},
+        },
+    )
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {"a.csv": b"a,b\n1,2\n", "b.csv": b"x" * 1000, "big.bin": bytes(range(256)) * (24 * 4096)}  # 24 MiB
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    clouds["s3"].clear_log()
+    dest = Location(store, "replica/")
+    summary = replicate(Location(LocalStore(str(src)), ""), [dest], ReplicationOptions(workers=1, large_workers=1))
+    assert summary.failed == 0 and summary.copied == len(files), summary
+    for name, data in files.items():
+        assert b"".join(store.read(f"replica/{name}")) == data
+        if name != "big.bin":  # moto gives a multipart upload no bucket default retention (S3 does)
+            assert store.object_retention(f"replica/{name}").mode == "GOVERNANCE", name
+    refused = [r for r in clouds["s3"].requests if r.status == 400]
+    assert len(refused) == 1, [(r.operation, r.key, r.status) for r in refused]  # the first upload only
