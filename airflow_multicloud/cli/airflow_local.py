@@ -70,7 +70,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def run_airflow_local(args: argparse.Namespace) -> int:
-    from airflow_multicloud.testing.airflow_stack import AirflowStack, AirflowStackError, postgres_problem
+    from multicloud_testbed.airflow_stack import AirflowStack, AirflowStackError, postgres_problem
 
     home, dags = Path(args.home).resolve(), Path(args.dags_folder).resolve()
     if not (dags / f"{DAG_ID}.py").exists():

@@ -72,7 +72,7 @@ def _cli_part(services: dict[str, Any]) -> int:
 
 
 def _dag_part(services: dict[str, Any], workdir: Path) -> int:
-    from airflow_multicloud.testing.dag_runner import REPO_DAGS, airflow_env, migrate, run_dag
+    from multicloud_testbed.dag_runner import REPO_DAGS, airflow_env, migrate, run_dag
 
     _heading("Airflow: nightly_replication for 2013-01-02 through dag.test() (sensor, replicate, validate)")
     env = airflow_env(workdir / "airflow")
@@ -100,8 +100,8 @@ def _dag_part(services: dict[str, Any], workdir: Path) -> int:
 
 def _backfill_part(services: dict[str, Any], workdir: Path) -> int:
     """A 3-day backfill by the scheduler of a real Airflow (API server, scheduler, dag-processor, triggerer)."""
-    from airflow_multicloud.testing.airflow_stack import AirflowStack
-    from airflow_multicloud.testing.dag_runner import REPO_DAGS
+    from multicloud_testbed.airflow_stack import AirflowStack
+    from multicloud_testbed.dag_runner import REPO_DAGS
 
     _heading("Airflow: a 3-day backfill of nightly_replication (2013-01-03..05) run by a real scheduler")
     env = {

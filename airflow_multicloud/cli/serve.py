@@ -22,17 +22,17 @@ def start_services(
     started: dict[str, Any] = {}
     for name in only or ["s3", "cos", "oss"]:
         if name == "s3":
-            from airflow_multicloud.testing.s3_server import S3Service
+            from multicloud_testbed.s3_server import S3Service
 
             started[name] = S3Service(port=ports.get(name, 0)).start()
             continue
         root = str(Path(data_dir) / name) if data_dir else None
         if name == "cos":
-            from airflow_multicloud.testing.cos_server import CosService
+            from multicloud_testbed.cos_server import CosService
 
             started[name] = CosService(root=root, port=ports.get(name, 0)).start()
         else:
-            from airflow_multicloud.testing.oss_server import OssService
+            from multicloud_testbed.oss_server import OssService
 
             started[name] = OssService(root=root, port=ports.get(name, 0)).start()
     return started

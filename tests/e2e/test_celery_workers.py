@@ -28,7 +28,7 @@ from airflow_multicloud.cli.serve import connection_env
 from airflow_multicloud.replication.manifest import is_consolidated, read_manifest
 from airflow_multicloud.replication.model import Location
 from airflow_multicloud.replication.plan_store import read_shard
-from airflow_multicloud.testing.airflow_stack import AirflowStack, celery_problem, postgres_problem
+from multicloud_testbed.airflow_stack import AirflowStack, celery_problem, postgres_problem
 
 pytestmark = pytest.mark.e2e
 

@@ -30,7 +30,7 @@ from airflow_multicloud.cli.airflow_local import (
     connection_env,
     write_demo_dataset,
 )
-from airflow_multicloud.testing.airflow_stack import AirflowStack, postgres_problem
+from multicloud_testbed.airflow_stack import AirflowStack, postgres_problem
 
 pytestmark = pytest.mark.e2e
 
