@@ -7,10 +7,10 @@ PYTEST_ARGS ?=
 
 .PHONY: install test lint demo bench serve-local airflow clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml testbed/pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]' -e ./testbed
 	touch $(STAMP)
 
 install: $(STAMP)

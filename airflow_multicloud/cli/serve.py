@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from airflow_multicloud.cli.testbed import require_testbed
 from airflow_multicloud.schemes import SCHEMES
 
 
@@ -52,6 +53,7 @@ def connection_exports(services: dict[str, Any]) -> list[str]:
 
 
 def serve_local(args: argparse.Namespace) -> int:
+    require_testbed("serve-local")
     ports = {"s3": args.s3_port, "cos": args.cos_port, "oss": args.oss_port}
     services = start_services(args.only, ports, args.data_dir)
     for name, svc in services.items():

@@ -18,10 +18,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO_DAGS = Path(__file__).resolve().parents[2] / "dags"
+from multicloud_testbed import SAMPLE_DAGS
 
 
-def airflow_env(home: str | os.PathLike[str], dags: str | os.PathLike[str] = REPO_DAGS) -> dict[str, str]:
+def airflow_env(home: str | os.PathLike[str], dags: str | os.PathLike[str] = SAMPLE_DAGS) -> dict[str, str]:
     """Environment for Airflow subprocesses with their own home, SQLite DB and dags folder."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env.update(
