@@ -5,12 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test lint demo bench serve-local airflow clean
+.PHONY: install test lint docs demo bench serve-local airflow clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml testbed/pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]' -e ./testbed
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,7 +20,11 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint
+# docs/ as a site in site/ (mkdocs.yml); --strict: a broken link, a missing page or a bad docstring fails
+docs: install
+	$(VENV)/bin/mkdocs build --strict --quiet
+
+test: lint docs
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: install
@@ -36,4 +40,4 @@ airflow: install
 	$(VENV)/bin/multicloud airflow-local
 
 clean:
-	rm -rf $(VENV) .demo .bench .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .bench .pytest_cache .mypy_cache .ruff_cache site

@@ -25,7 +25,7 @@ META = {"multicloud-crc64": "0000000000000000", "multicloud-source-size": "16384
 
 def _boto3(src_ep: str, dst_ep: str, bucket: str, prefix: str) -> tuple[list[tuple[str, str]], Any]:
     from airflow_multicloud.stores.s3 import make_client
-    from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
+    from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
     src = make_client(ACCESS_KEY, SECRET_KEY, None, "us-east-1", src_ep)
     dst = make_client(ACCESS_KEY, SECRET_KEY, None, "us-east-1", dst_ep)
@@ -50,7 +50,7 @@ def _obstore(src_ep: str, dst_ep: str, bucket: str, prefix: str) -> tuple[list[t
     import obstore
     from obstore.store import S3Store
 
-    from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
+    from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
     def store(endpoint: str) -> Any:
         return S3Store(

@@ -128,7 +128,7 @@ class Server:
         return str(self._ask(f"bucket {name}")["bucket"])
 
     def synthetic(self, name: str, **spec: Any) -> str:
-        """A synthetic COS/OSS bucket (see airflow_multicloud/testing/synthetic.py); its full name."""
+        """A synthetic COS/OSS bucket (see testbed/multicloud_testbed/synthetic.py); its full name."""
         return str(self._ask(f"synthetic {name} {json.dumps(spec)}")["bucket"])
 
     def manifest(self, bucket: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import procs
 from procs import PYTHON, REPO, Server, base_env, measured_env, run_child, stop_all
 
-from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
+from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
 MiB = 2**20
 OUT = REPO / ".bench"

@@ -25,7 +25,7 @@ import procs
 from procs import Server, stop_all
 from run import FULL, OUT, Ctx, _interrupt, _print_table, engine
 
-from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
+from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
 MiB = 2**20
 SIZES = (10_000, 100_000, 1_000_000)

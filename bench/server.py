@@ -8,7 +8,7 @@ Started by ``bench/run.py``; never run by hand. It prints one JSON line when rea
 - ``clear``: empty the request log (also keeps memory bounded between benchmarks);
 - ``bucket NAME``: create a bucket;
 - ``synthetic NAME {spec}`` (COS/OSS): create a synthetic bucket, ``spec`` the JSON of a
-  :class:`~airflow_multicloud.testing.synthetic.SyntheticSpec` (``bench/scale.py``);
+  :class:`~multicloud_testbed.synthetic.SyntheticSpec` (``bench/scale.py``);
 - ``manifest NAME`` (COS/OSS): write, in that synthetic bucket, the consolidated manifest a replication run would have
   left after verifying every generated object there (``status: copied``), so a rerun skips them all by manifest;
 - ``latency SECONDS OPERATION``: delay every request of that operation (``latency 0 -`` removes all faults).
@@ -28,10 +28,10 @@ import threading
 from collections import Counter
 from typing import Any
 
-from airflow_multicloud.testing.cos_server import CosService
-from airflow_multicloud.testing.oss_server import OssService
-from airflow_multicloud.testing.s3_server import S3Service
-from airflow_multicloud.testing.synthetic import SyntheticSpec
+from multicloud_testbed.cos_server import CosService
+from multicloud_testbed.oss_server import OssService
+from multicloud_testbed.s3_server import S3Service
+from multicloud_testbed.synthetic import SyntheticSpec
 
 
 def _start(kind: str, root: str | None) -> Any:

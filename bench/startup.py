@@ -30,7 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from airflow_multicloud.testing.s3_server import S3Service  # noqa: E402
+from multicloud_testbed.s3_server import S3Service  # noqa: E402
 
 
 class _TimedLog(list[Any]):

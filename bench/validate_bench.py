@@ -17,10 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from airflow_multicloud.replication.model import Location
 from airflow_multicloud.stores.base import MiB, TransferConfig
-from airflow_multicloud.testing.fixtures import start_service
 from airflow_multicloud.validation.compare import compare_replicas
 from airflow_multicloud.validation.rows import count_rows
 from airflow_multicloud.validation.sources import CountingSource, StoreSource
+from multicloud_testbed.fixtures import start_service
 
 
 def plain_read(locs: list[Location], keys: list[str], workers: int) -> int:

@@ -31,7 +31,7 @@ from airflow_multicloud.stores.cos import CosStore
 from airflow_multicloud.stores.local import LocalStore
 from airflow_multicloud.stores.oss import OssStore
 from airflow_multicloud.stores.s3 import S3Store
-from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
+from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
 S3_REGION, COS_REGION, OSS_REGION = "us-east-1", "ap-guangzhou", "cn-hangzhou"
 CHUNK = MiB

@@ -9,4 +9,4 @@ os.environ.setdefault("AIRFLOW_HOME", _home)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 
-pytest_plugins = ["airflow_multicloud.testing.fixtures"]
+pytest_plugins = ["multicloud_testbed.fixtures"]

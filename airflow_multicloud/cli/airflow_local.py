@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 from airflow_multicloud.cli.serve import connection_env, start_services
+from airflow_multicloud.cli.testbed import require_testbed
 
 __all__ = ["connection_env", "run_airflow_local", "write_demo_dataset"]
 
@@ -25,7 +26,6 @@ DAYS = 7
 DAG_ID = "nightly_replication"
 SOURCE_BUCKET, COS_BUCKET, OSS_BUCKET = "raw-data", "replica-1250000000", "replica"
 PREFIX = "nycflights13/"
-REPO_DAGS = Path(__file__).resolve().parents[2] / "dags"
 
 
 def add_airflow_local_parser(sub: Any) -> None:
@@ -38,7 +38,7 @@ def add_airflow_local_parser(sub: Any) -> None:
         help="metadata DB: a SQLite file in the home (kept), or a fresh database on 127.0.0.1:5432 (dropped on stop)",
     )
     p.add_argument("--home", default=".airflow", help="AIRFLOW_HOME: DB, logs, COS/OSS data (default .airflow)")
-    p.add_argument("--dags-folder", default=str(REPO_DAGS), help="default: the repository's dags/ folder")
+    p.add_argument("--dags-folder", help="default: the sample DAGs (the test bed's, the repository's dags/)")
     p.add_argument("--days", type=int, default=DAYS, help="daily partitions from 2013-01-01 to write (default 7)")
 
 
@@ -70,9 +70,11 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def run_airflow_local(args: argparse.Namespace) -> int:
-    from airflow_multicloud.testing.airflow_stack import AirflowStack, AirflowStackError, postgres_problem
+    require_testbed("airflow-local")
+    from multicloud_testbed import SAMPLE_DAGS
+    from multicloud_testbed.airflow_stack import AirflowStack, AirflowStackError, postgres_problem
 
-    home, dags = Path(args.home).resolve(), Path(args.dags_folder).resolve()
+    home, dags = Path(args.home).resolve(), Path(args.dags_folder or SAMPLE_DAGS).resolve()
     if not (dags / f"{DAG_ID}.py").exists():
         print(f"multicloud airflow-local: no {DAG_ID}.py in {dags} (use --dags-folder)", file=sys.stderr)
         return 2

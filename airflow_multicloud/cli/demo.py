@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_multicloud.cli.serve import connection_env, start_services
+from airflow_multicloud.cli.testbed import require_testbed
 
 DAYS = 7
 RAW, COS_REPLICA, OSS_REPLICA = "raw-data", "replica-1250000000", "replica"
@@ -72,14 +73,15 @@ def _cli_part(services: dict[str, Any]) -> int:
 
 
 def _dag_part(services: dict[str, Any], workdir: Path) -> int:
-    from airflow_multicloud.testing.dag_runner import REPO_DAGS, airflow_env, migrate, run_dag
+    from multicloud_testbed import SAMPLE_DAGS
+    from multicloud_testbed.dag_runner import airflow_env, migrate, run_dag
 
     _heading("Airflow: nightly_replication for 2013-01-02 through dag.test() (sensor, replicate, validate)")
     env = airflow_env(workdir / "airflow")
     migrate(env)
     out = run_dag(
         env,
-        str(REPO_DAGS / "nightly_replication.py"),
+        str(SAMPLE_DAGS / "nightly_replication.py"),
         "nightly_replication",
         logical_date="2013-01-03T00:00:00+00:00",  # a manual run at D covers the day before D
         extra_env=connection_env(services),
@@ -100,8 +102,8 @@ def _dag_part(services: dict[str, Any], workdir: Path) -> int:
 
 def _backfill_part(services: dict[str, Any], workdir: Path) -> int:
     """A 3-day backfill by the scheduler of a real Airflow (API server, scheduler, dag-processor, triggerer)."""
-    from airflow_multicloud.testing.airflow_stack import AirflowStack
-    from airflow_multicloud.testing.dag_runner import REPO_DAGS
+    from multicloud_testbed import SAMPLE_DAGS
+    from multicloud_testbed.airflow_stack import AirflowStack
 
     _heading("Airflow: a 3-day backfill of nightly_replication (2013-01-03..05) run by a real scheduler")
     env = {
@@ -110,7 +112,7 @@ def _backfill_part(services: dict[str, Any], workdir: Path) -> int:
         "MULTICLOUD_NIGHTLY_DESTINATIONS": f"cos://{COS_REPLICA}/nycflights13/flights/,"
         f"oss://{OSS_REPLICA}/nycflights13/flights/",
     }
-    stack = AirflowStack(workdir / "airflow-backfill", REPO_DAGS, extra_env=env)
+    stack = AirflowStack(workdir / "airflow-backfill", SAMPLE_DAGS, extra_env=env)
     try:
         stack.start()
         stack.wait_healthy(timeout=180)
@@ -150,6 +152,7 @@ def _backfill_part(services: dict[str, Any], workdir: Path) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    require_testbed("demo")
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("AIRFLOW_HOME", str(workdir / "airflow"))  # never the user's own ~/airflow

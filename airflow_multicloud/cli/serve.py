@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from airflow_multicloud.cli.testbed import require_testbed
 from airflow_multicloud.schemes import SCHEMES
 
 
@@ -22,17 +23,17 @@ def start_services(
     started: dict[str, Any] = {}
     for name in only or ["s3", "cos", "oss"]:
         if name == "s3":
-            from airflow_multicloud.testing.s3_server import S3Service
+            from multicloud_testbed.s3_server import S3Service
 
             started[name] = S3Service(port=ports.get(name, 0)).start()
             continue
         root = str(Path(data_dir) / name) if data_dir else None
         if name == "cos":
-            from airflow_multicloud.testing.cos_server import CosService
+            from multicloud_testbed.cos_server import CosService
 
             started[name] = CosService(root=root, port=ports.get(name, 0)).start()
         else:
-            from airflow_multicloud.testing.oss_server import OssService
+            from multicloud_testbed.oss_server import OssService
 
             started[name] = OssService(root=root, port=ports.get(name, 0)).start()
     return started
@@ -52,6 +53,7 @@ def connection_exports(services: dict[str, Any]) -> list[str]:
 
 
 def serve_local(args: argparse.Namespace) -> int:
+    require_testbed("serve-local")
     ports = {"s3": args.s3_port, "cos": args.cos_port, "oss": args.oss_port}
     services = start_services(args.only, ports, args.data_dir)
     for name, svc in services.items():

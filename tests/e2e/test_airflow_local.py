@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from airflow_multicloud.testing.airflow_stack import free_port
+from multicloud_testbed.airflow_stack import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from airflow_multicloud.cli.airflow_local import REPO_DAGS
 from airflow_multicloud.cli.serve import connection_env
 from airflow_multicloud.replication.manifest import is_consolidated, read_manifest
 from airflow_multicloud.replication.model import Location
 from airflow_multicloud.replication.plan_store import read_shard
-from airflow_multicloud.testing.airflow_stack import AirflowStack, celery_problem, postgres_problem
+from multicloud_testbed import SAMPLE_DAGS
+from multicloud_testbed.airflow_stack import AirflowStack, celery_problem, postgres_problem
 
 pytestmark = pytest.mark.e2e
 
@@ -121,7 +121,7 @@ def test_two_celery_workers_share_one_partition(celery_services: None, clouds: d
         source.write(key, [data])
     dags = tmp_path / "dags"
     dags.mkdir()
-    shutil.copy(REPO_DAGS / f"{DAG_ID}.py", dags)
+    shutil.copy(SAMPLE_DAGS / f"{DAG_ID}.py", dags)
     env = {
         **connection_env(clouds),
         "MULTICLOUD_LARGE_SOURCE": f"s3://{raw}/{PREFIX}",

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from test_ui_backfill import DOC_SCREENSHOTS, AirflowUI, browser  # noqa: F401 (the browser fixture)
 
-from airflow_multicloud.cli.airflow_local import REPO_DAGS
 from airflow_multicloud.cli.serve import connection_env
-from airflow_multicloud.testing.airflow_stack import AirflowStack
+from multicloud_testbed import SAMPLE_DAGS
+from multicloud_testbed.airflow_stack import AirflowStack
 from tests.integration.test_retention_locks import locked_cos, locked_oss
 
 pytestmark = pytest.mark.e2e
@@ -94,7 +94,7 @@ def test_asset_page_of_a_locked_replica_shows_its_retention(
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
     }
     stack = AirflowStack(
-        tmp_path / "home", REPO_DAGS, components=("api-server", "dag-processor", "scheduler"), extra_env=env
+        tmp_path / "home", SAMPLE_DAGS, components=("api-server", "dag-processor", "scheduler"), extra_env=env
     )
     update = os.environ.get("MULTICLOUD_UPDATE_SCREENSHOTS") == "1"
     t0 = time.monotonic()

@@ -25,12 +25,12 @@ from airflow_multicloud.cli.airflow_local import (
     COS_BUCKET,
     DAG_ID,
     OSS_BUCKET,
-    REPO_DAGS,
     SOURCE_BUCKET,
     connection_env,
     write_demo_dataset,
 )
-from airflow_multicloud.testing.airflow_stack import AirflowStack, postgres_problem
+from multicloud_testbed import SAMPLE_DAGS
+from multicloud_testbed.airflow_stack import AirflowStack, postgres_problem
 
 pytestmark = pytest.mark.e2e
 
@@ -229,7 +229,7 @@ def test_ui_backfill_replicates_three_days_and_rerun_copies_nothing(
             f"cos://{buckets['cos']}/nycflights13/flights/,oss://{buckets['oss']}/nycflights13/flights/"
         ),
     }
-    stack = AirflowStack(tmp_path / "home", REPO_DAGS, db="postgres", parallelism=4, extra_env=env)
+    stack = AirflowStack(tmp_path / "home", SAMPLE_DAGS, db="postgres", parallelism=4, extra_env=env)
     t0 = time.monotonic()
 
     def phase(what: str) -> None:  # printed with the failure report: shows where the minutes went

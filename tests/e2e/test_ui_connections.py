@@ -23,8 +23,8 @@ from test_ui_backfill import DOC_SCREENSHOTS, AirflowUI, browser  # noqa: F401 (
 
 from airflow_multicloud.cli.serve import connection_env
 from airflow_multicloud.replication.manifest import is_consolidated
-from airflow_multicloud.testing.airflow_stack import AirflowStack
-from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
+from multicloud_testbed.airflow_stack import AirflowStack
+from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
 pytestmark = pytest.mark.e2e
 

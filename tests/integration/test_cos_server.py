@@ -17,10 +17,10 @@ from qcloud_cos.cos_exception import CosClientError, CosServiceError
 from airflow_multicloud.checksums import crc64
 from airflow_multicloud.stores.base import MiB
 from airflow_multicloud.stores.cos import EndpointAdapter, make_client
-from airflow_multicloud.testing.cos_limits import CosLimits
-from airflow_multicloud.testing.cos_server import CosService
-from airflow_multicloud.testing.http import RequestRecord
-from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
+from multicloud_testbed.cos_limits import CosLimits
+from multicloud_testbed.cos_server import CosService
+from multicloud_testbed.http import RequestRecord
+from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
 ODD_KEYS = ["with space.txt", "unicode/数据/ü.csv", "a+b%20c#d?e=f&g", "x<y>&'\".bin", "tab\there", "~tilde/./dot"]
 

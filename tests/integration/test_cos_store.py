@@ -22,8 +22,8 @@ from airflow_multicloud.errors import (
 )
 from airflow_multicloud.stores.base import MiB, TransferConfig, check_integrity
 from airflow_multicloud.stores.cos import CosStore
-from airflow_multicloud.testing.cos_server import CosService
-from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
+from multicloud_testbed.cos_server import CosService
+from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
 SMALL = TransferConfig(multipart_threshold=5 * MiB, part_size=5 * MiB, max_concurrency=2)
 LABEL = "cos_test_conn"

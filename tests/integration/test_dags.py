@@ -10,7 +10,7 @@ import pytest
 
 from airflow_multicloud.cli.serve import connection_env
 from airflow_multicloud.dag_factory import DatasetConfigError, load_entries
-from airflow_multicloud.testing.fixtures import run_dag
+from multicloud_testbed.fixtures import run_dag
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 CSV = b'id,name,note\n1,alpha,"multi\nline"\n2,beta,plain\n3,gamma,"with, comma"\n'

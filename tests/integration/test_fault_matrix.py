@@ -25,7 +25,7 @@ from airflow_multicloud.replication.engine import ReplicationError, ReplicationO
 from airflow_multicloud.replication.model import RESERVED_DIR, Location, RunSummary
 from airflow_multicloud.stores.base import TransferConfig
 from airflow_multicloud.stores.local import LocalStore
-from airflow_multicloud.testing.cos_limits import CosLimits
+from multicloud_testbed.cos_limits import CosLimits
 
 PART = 128 * 1024  # above OSS's 100 KiB minimum part size
 PARTS = TransferConfig(multipart_threshold=2 * PART, part_size=PART, max_concurrency=2)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from airflow_multicloud.testing.services import SECRET_KEY
+from multicloud_testbed.services import SECRET_KEY
 
 WRONG_SECRET = "wrong-secret-0123456789abcdef"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_multicloud.cli.serve import connection_env
-from airflow_multicloud.testing.fixtures import run_dag
+from multicloud_testbed.fixtures import run_dag
 from tests.integration.test_retention_locks import locked_cos, locked_oss
 
 DAG_FILE = str(Path(__file__).resolve().parents[2] / "dags" / "immutable_nightly_replication.py")

@@ -24,8 +24,8 @@ from airflow_multicloud.replication.plan import Filters
 from airflow_multicloud.replication.uploads import clean_uploads
 from airflow_multicloud.stores.base import TransferConfig
 from airflow_multicloud.stores.local import LocalStore
-from airflow_multicloud.testing.cos_limits import CosLimits
-from airflow_multicloud.testing.cos_server import CosService
+from multicloud_testbed.cos_limits import CosLimits
+from multicloud_testbed.cos_server import CosService
 
 PART = 128 * 1024  # above OSS's 100 KiB minimum part size
 PARTS = TransferConfig(multipart_threshold=PART, part_size=PART, max_concurrency=2)

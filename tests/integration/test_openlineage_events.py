@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from airflow_multicloud.cli.serve import connection_env
-from airflow_multicloud.testing.dag_runner import airflow_env, migrate, run_dag
+from multicloud_testbed.dag_runner import airflow_env, migrate, run_dag
 
 DAG_ID = "templated_replication"
 DAG_FILE = """

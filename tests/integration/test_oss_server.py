@@ -13,8 +13,8 @@ import requests
 import urllib3
 
 from airflow_multicloud.checksums import crc64
-from airflow_multicloud.testing.oss_server import OssService
-from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
+from multicloud_testbed.oss_server import OssService
+from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
 REGION = "cn-hangzhou"
 ODD_KEYS = ["a b/c d.txt", "ünï/cødé/文件.csv", "p+q%r#s?t=u", "ctrl\x01char", "amp&<lt>&gt", "dir//double", "~tilde.x"]

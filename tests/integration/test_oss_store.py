@@ -22,8 +22,8 @@ from airflow_multicloud.errors import (
 from airflow_multicloud.hooks.oss import CONNECTION_TYPE, OssConnectionError, OssHook
 from airflow_multicloud.stores.base import MiB, PartInfo, TransferConfig, check_integrity
 from airflow_multicloud.stores.oss import OssStore
-from airflow_multicloud.testing.oss_server import OssService
-from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
+from multicloud_testbed.oss_server import OssService
+from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
 TRANSFER = TransferConfig(multipart_threshold=5 * MiB, part_size=5 * MiB)
 ODD_KEYS = ["with space/and more.txt", "ünïcødé/文件.csv", "plus+percent%hash#query?eq=", "a+b=c&d", "~/.x"]

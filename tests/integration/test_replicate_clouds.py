@@ -188,7 +188,7 @@ def test_cos_copy_over_the_single_request_limit_is_copied_in_parts_server_side(
     Upload Part - Copy instead, still server-side and proven by both sides' CRC64. 5 GB of test data is impractical,
     so the local server's limit is lowered to 1 MiB (``CosLimits``): big.bin (11 MiB) goes over it, the rest not."""
     from airflow_multicloud.replication.manifest import read_previous
-    from airflow_multicloud.testing.cos_limits import CosLimits
+    from multicloud_testbed.cos_limits import CosLimits
 
     cos = clean_services["cos"]
     files = dataset()

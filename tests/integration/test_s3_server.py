@@ -17,8 +17,8 @@ from botocore.exceptions import ClientError, IncompleteReadError, ResponseStream
 
 from airflow_multicloud.errors import IntegrityError
 from airflow_multicloud.stores.s3 import make_client
-from airflow_multicloud.testing.s3_server import S3Service
-from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
+from multicloud_testbed.s3_server import S3Service
+from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +240,7 @@ def test_services_share_moto_state_but_not_bucket_names(service: S3Service) -> N
 def test_runs_as_its_own_process() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_multicloud.testing.s3_server", "--port", str(port)],
+        [sys.executable, "-m", "multicloud_testbed.s3_server", "--port", str(port)],
         stdout=subprocess.PIPE,
         text=True,
     )

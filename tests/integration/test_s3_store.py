@@ -19,8 +19,8 @@ from airflow_multicloud.errors import (
 )
 from airflow_multicloud.stores.base import MiB, TransferConfig
 from airflow_multicloud.stores.s3 import S3Store
-from airflow_multicloud.testing.s3_server import S3Service
-from airflow_multicloud.testing.services import SECRET_KEY
+from multicloud_testbed.s3_server import S3Service
+from multicloud_testbed.services import SECRET_KEY
 
 TRANSFER = TransferConfig(multipart_threshold=5 * MiB, part_size=5 * MiB, max_concurrency=2)
 KEYS = ["a b/c d.txt", "ünïcødé/日本語/✓.bin", "x+y%z#w?q=1&r=2", "k" * 1024, "k/" * 512]

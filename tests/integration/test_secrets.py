@@ -21,7 +21,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from airflow_multicloud.testing.fixtures import run_dag
+from multicloud_testbed.fixtures import run_dag
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 # '/', '+' and '=' make the URL-encoded and base64 forms differ from the plain one, as in real AWS secrets

@@ -23,9 +23,9 @@ from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, T
 from airflow_multicloud.sensors.checks import PartitionSensorError
 from airflow_multicloud.sensors.partition import DatasetPartitionSensor
 from airflow_multicloud.stores.base import ObjectStore
-from airflow_multicloud.testing.airflow_stack import AirflowStack
-from airflow_multicloud.testing.services import SECRET_KEY
 from airflow_multicloud.triggers.partition import DatasetPartitionTrigger
+from multicloud_testbed.airflow_stack import AirflowStack
+from multicloud_testbed.services import SECRET_KEY
 
 CLOUDS = ["s3", "cos", "oss"]
 PREFIX = "flights/date=2024-01-01/"
@@ -335,7 +335,7 @@ def test_deferrable_sensor_defers_with_its_state_and_resumes(deferred_sensor: tu
 E2E_DAG = """
 from airflow.sdk import DAG
 from airflow_multicloud.sensors.partition import DatasetPartitionSensor
-from airflow_multicloud.testing.airflow_stack import AirflowStack
+from multicloud_testbed.airflow_stack import AirflowStack
 
 with DAG("partition_e2e", schedule=None, is_paused_upon_creation=False, catchup=False):
     for task_id, conn_id in (("env_conn", None), ("db_conn", "s3_in_db")):

@@ -13,7 +13,7 @@ from airflow_multicloud.checksums import crc64
 from airflow_multicloud.errors import ObjectNotFoundError
 from airflow_multicloud.replication.model import META_CRC64, META_SOURCE_ETAG, META_SOURCE_SIZE
 from airflow_multicloud.stores.listing import list_parallel
-from airflow_multicloud.testing.synthetic import SyntheticSpec
+from multicloud_testbed.synthetic import SyntheticSpec
 
 SPEC = SyntheticSpec(count=2500, size=48, seed=7, prefix="data/", suffix=".bin")
 LIST_OPS = {"cos": "ListObjects", "oss": "ListObjectsV2"}

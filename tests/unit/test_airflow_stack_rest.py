@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from airflow_multicloud.testing.airflow_stack import AirflowStack, AirflowStackError
+from multicloud_testbed.airflow_stack import AirflowStack, AirflowStackError
 
 LOCKED = {"detail": "Database is locked. Backfill creation is not supported on SQLite under concurrent access."}
 

@@ -183,7 +183,12 @@ def test_the_image_is_the_official_airflow_one_at_the_tested_version_without_tes
     bases = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
     assert bases and all(b.startswith("apache/airflow:${AIRFLOW_VERSION}-python") for b in bases)
     install = next(line for line in dockerfile.splitlines() if "pip install" in line)
-    assert "-c /tmp/constraints.txt" in install and "testing" not in install and "moto" not in install
+    assert "-c /tmp/constraints.txt" in install and "testbed" not in install and "moto" not in install
+    # the product's sources only: the test bed (testbed/) is neither copied nor in the build context
+    copied = [line.split()[-2] for line in dockerfile.splitlines() if line.startswith("COPY") and "--from" not in line]
+    assert "airflow_multicloud" in copied and not any("testbed" in c for c in copied)
+    context = (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
+    assert "*" in context and not any("testbed" in line for line in context if line.startswith("!"))
 
 
 def test_helm_values_run_the_same_image_and_topology() -> None:

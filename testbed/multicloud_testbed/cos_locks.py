@@ -15,9 +15,9 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_multicloud.testing import disk
-from airflow_multicloud.testing.cos_protocol import iso_time
-from airflow_multicloud.testing.locks import DAY
+from multicloud_testbed import disk
+from multicloud_testbed.cos_protocol import iso_time
+from multicloud_testbed.locks import DAY
 
 MODE_HEADER = "x-cos-object-lock-mode"
 UNTIL_HEADER = "x-cos-object-lock-retain-until-date"
@@ -31,7 +31,7 @@ def _parse_date(value: str) -> float:
 
 
 class CosLockOps:
-    """Mixin of :class:`~airflow_multicloud.testing.cos_handler.CosHandler` for object lock and retention."""
+    """Mixin of :class:`~multicloud_testbed.cos_handler.CosHandler` for object lock and retention."""
 
     if TYPE_CHECKING:
         server: Any

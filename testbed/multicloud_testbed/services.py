@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from airflow_multicloud.stores.base import ObjectStore, TransferConfig
-from airflow_multicloud.testing.faults import Faults
-from airflow_multicloud.testing.http import RequestRecord
+from multicloud_testbed.faults import Faults
+from multicloud_testbed.http import RequestRecord
 
 ACCESS_KEY = "LOCALTESTKEY0000"
 SECRET_KEY = "local-test-secret-0000000000000000"
@@ -16,7 +16,7 @@ class LocalService(Protocol):
     """A running local server for one cloud.
 
     ``requests`` is the log of every request seen (clear it with ``clear_log``); ``faults`` takes fault rules
-    (see :mod:`airflow_multicloud.testing.faults`).
+    (see :mod:`multicloud_testbed.faults`).
     """
 
     name: str  # "s3" | "cos" | "oss"

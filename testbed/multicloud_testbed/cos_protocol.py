@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 from xml.sax.saxutils import escape
 
-from airflow_multicloud.testing.disk import StoredObject, Upload
+from multicloud_testbed.disk import StoredObject, Upload
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 OWNER = [("ID", "qcs::cam::uin/100000000001:uin/100000000001"), ("DisplayName", "100000000001")]

@@ -1,6 +1,6 @@
 """Run one DAG through ``dag.test()`` in a fresh process and print its outcome as JSON (last line of stdout).
 
-``python -m airflow_multicloud.testing.dag_runner DAG_FILE DAG_ID [--logical-date ISO] [--conf JSON]``
+``python -m multicloud_testbed.dag_runner DAG_FILE DAG_ID [--logical-date ISO] [--conf JSON]``
 
 For tests and for users checking their DAGs offline: the caller sets AIRFLOW_HOME (with a migrated metadata
 DB), AIRFLOW__CORE__DAGS_FOLDER (which must contain DAG_FILE) and the AIRFLOW_CONN_* variables.
@@ -18,10 +18,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO_DAGS = Path(__file__).resolve().parents[2] / "dags"
+from multicloud_testbed import SAMPLE_DAGS
 
 
-def airflow_env(home: str | os.PathLike[str], dags: str | os.PathLike[str] = REPO_DAGS) -> dict[str, str]:
+def airflow_env(home: str | os.PathLike[str], dags: str | os.PathLike[str] = SAMPLE_DAGS) -> dict[str, str]:
     """Environment for Airflow subprocesses with their own home, SQLite DB and dags folder."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env.update(
@@ -52,7 +52,7 @@ def run_dag(
     cmd = [
         sys.executable,
         "-m",
-        "airflow_multicloud.testing.dag_runner",
+        "multicloud_testbed.dag_runner",
         dag_file,
         dag_id,
         "--conf",

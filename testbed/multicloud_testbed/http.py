@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from airflow_multicloud.testing.disk import DiskBuckets
-from airflow_multicloud.testing.faults import Faults
-from airflow_multicloud.testing.locks import LockRegistry
-from airflow_multicloud.testing.synthetic import SyntheticSpec
+from multicloud_testbed.disk import DiskBuckets
+from multicloud_testbed.faults import Faults
+from multicloud_testbed.locks import LockRegistry
+from multicloud_testbed.synthetic import SyntheticSpec
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """pytest fixtures: the three local clouds (started once per session) and fresh buckets with Airflow connections.
 
-Use from a conftest: ``pytest_plugins = ["airflow_multicloud.testing.fixtures"]``.
+Use from a conftest: ``pytest_plugins = ["multicloud_testbed.fixtures"]``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from airflow_multicloud.schemes import SCHEMES
-from airflow_multicloud.testing.dag_runner import run_dag
-from airflow_multicloud.testing.services import LocalService
+from multicloud_testbed.dag_runner import run_dag
+from multicloud_testbed.services import LocalService
 
 __all__ = ["run_dag"]
 
@@ -22,18 +22,18 @@ SERVICE_NAMES = ("s3", "cos", "oss", "file")
 
 def start_service(name: str) -> Any:
     if name == "s3":
-        from airflow_multicloud.testing.s3_server import S3Service
+        from multicloud_testbed.s3_server import S3Service
 
         return S3Service().start()
     if name == "cos":
-        from airflow_multicloud.testing.cos_server import CosService
+        from multicloud_testbed.cos_server import CosService
 
         return CosService().start()
     if name == "oss":
-        from airflow_multicloud.testing.oss_server import OssService
+        from multicloud_testbed.oss_server import OssService
 
         return OssService().start()
-    from airflow_multicloud.testing.local_files import LocalFilesService
+    from multicloud_testbed.local_files import LocalFilesService
 
     return LocalFilesService().start()
 
@@ -96,7 +96,7 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
     Returns the environment for subprocesses (``run_dag``, ``airflow`` commands).
     """
-    from airflow_multicloud.testing.dag_runner import airflow_env, migrate
+    from multicloud_testbed.dag_runner import airflow_env, migrate
 
     env = airflow_env(tmp_path_factory.mktemp("airflow-home"))
     migrate(env)

@@ -1,11 +1,11 @@
 """A local S3: moto's real S3 server in a threaded werkzeug server, behind a WSGI middleware that logs every
-request, injects faults (see :mod:`airflow_multicloud.testing.faults`), checks SigV4 signatures, the signed
+request, injects faults (see :mod:`multicloud_testbed.faults`), checks SigV4 signatures, the signed
 payload hash, Content-MD5 and the 1024-byte key limit (moto checks none of them) and drops moto's
 ``x-amz-version-id: null`` header.
 
 moto keeps its S3 state process-wide: two ``S3Service`` in one process see the same buckets (``create_bucket``
 names are unique per service, so tests do not collide). For truly separate servers run
-``python -m airflow_multicloud.testing.s3_server --port N`` in its own process.
+``python -m multicloud_testbed.s3_server --port N`` in its own process.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from xml.sax.saxutils import escape
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from airflow_multicloud.stores.base import ObjectStore, TransferConfig
-from airflow_multicloud.testing.faults import Faults
-from airflow_multicloud.testing.http import RequestRecord
-from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
+from multicloud_testbed.faults import Faults
+from multicloud_testbed.http import RequestRecord
+from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
 StartResponse = Callable[..., Any]
 _UPLOAD = re.compile(rb"<Upload>.*?</Upload>", re.DOTALL)

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 
-from airflow_multicloud.testing.disk import StoredObject, StoredPart, Upload
+from multicloud_testbed.disk import StoredObject, StoredPart, Upload
 
 OWNER_ID = "1000000000000000"
 

@@ -17,10 +17,10 @@ from email.utils import formatdate
 from typing import Any, BinaryIO, cast
 from urllib.parse import quote, unquote
 
-from airflow_multicloud.testing import disk
-from airflow_multicloud.testing.cos_limits import CosLimits, LimitError, check_copy_source, check_part_sizes
-from airflow_multicloud.testing.cos_locks import CosLockOps
-from airflow_multicloud.testing.cos_protocol import (
+from multicloud_testbed import disk
+from multicloud_testbed.cos_limits import CosLimits, LimitError, check_copy_source, check_part_sizes
+from multicloud_testbed.cos_locks import CosLockOps
+from multicloud_testbed.cos_protocol import (
     OWNER,
     SignatureError,
     iso_time,
@@ -31,8 +31,8 @@ from airflow_multicloud.testing.cos_protocol import (
     verify_request,
     xml_document,
 )
-from airflow_multicloud.testing.http import AbortConnection, ObjectHandler
-from airflow_multicloud.testing.locks import RetentionRefused
+from multicloud_testbed.http import AbortConnection, ObjectHandler
+from multicloud_testbed.locks import RetentionRefused
 
 log = logging.getLogger(__name__)
 _ERRORS: dict[type[Exception], tuple[int, str]] = {

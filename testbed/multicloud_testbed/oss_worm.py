@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 import xml.etree.ElementTree as ET
 
-from airflow_multicloud.testing.locks import Worm
-from airflow_multicloud.testing.oss_protocol import OssFailure, OssHandlerBase
-from airflow_multicloud.testing.oss_xml import Doc
+from multicloud_testbed.locks import Worm
+from multicloud_testbed.oss_protocol import OssFailure, OssHandlerBase
+from multicloud_testbed.oss_xml import Doc
 
 MAX_DAYS = 25550  # 70 years, the OSS limit
 

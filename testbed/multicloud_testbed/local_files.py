@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from airflow_multicloud.stores.base import ObjectStore, TransferConfig
-from airflow_multicloud.testing.faults import Faults
-from airflow_multicloud.testing.http import RequestRecord
+from multicloud_testbed.faults import Faults
+from multicloud_testbed.http import RequestRecord
 
 
 class LocalFilesService:

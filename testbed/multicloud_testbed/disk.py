@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from airflow_multicloud.checksums import crc64, crc64_combine
-from airflow_multicloud.testing.pages import merge_pages, page_of
-from airflow_multicloud.testing.synthetic import SyntheticBucket, SyntheticSpec
+from multicloud_testbed.pages import merge_pages, page_of
+from multicloud_testbed.synthetic import SyntheticBucket, SyntheticSpec
 
 COPY_BUF = 1024 * 1024
 

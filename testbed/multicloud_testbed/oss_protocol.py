@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import unquote
 
-from airflow_multicloud.testing import disk
-from airflow_multicloud.testing import oss_xml as xml
-from airflow_multicloud.testing.http import AbortConnection, LocalObjectServer, ObjectHandler
-from airflow_multicloud.testing.locks import RetentionRefused
-from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
+from multicloud_testbed import disk
+from multicloud_testbed import oss_xml as xml
+from multicloud_testbed.http import AbortConnection, LocalObjectServer, ObjectHandler
+from multicloud_testbed.locks import RetentionRefused
+from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow_multicloud.testing.disk import StoredObject
+    from multicloud_testbed.disk import StoredObject
 
 Page = tuple[list["StoredObject"], list[str], bool, str]
 

@@ -6,7 +6,7 @@ bytes are derived from the seed and the name's variable part (not the prefix), s
 same count, size and seed under another prefix holds byte-identical objects. ETag (MD5) and CRC64 are computed
 from those bytes when asked, which is cheap for the small objects this is made for.
 
-Writes and deletes go to the disk-backed bucket underneath (see :class:`~airflow_multicloud.testing.disk.DiskBuckets`):
+Writes and deletes go to the disk-backed bucket underneath (see :class:`~multicloud_testbed.disk.DiskBuckets`):
 a written object hides the generated one of that name, a deleted generated one stays deleted.
 """
 
@@ -23,7 +23,7 @@ from airflow_multicloud.checksums import crc64
 from airflow_multicloud.replication.model import META_CRC64, META_SOURCE_ETAG, META_SOURCE_SIZE
 
 if TYPE_CHECKING:
-    from airflow_multicloud.testing.disk import StoredObject
+    from multicloud_testbed.disk import StoredObject
 
 MAX_SIZE = 16 * 1024 * 1024  # generated in memory per request: a test bed of small objects, not of large ones
 EPOCH = 1_767_225_600.0  # 2026-01-01 UTC: every generated object was last modified then
@@ -120,7 +120,7 @@ class SyntheticBucket:
 
     def lookup(self, key: str) -> StoredObject | None:
         """The generated object of that name, or None (not generated, or deleted)."""
-        from airflow_multicloud.testing.disk import StoredObject
+        from multicloud_testbed.disk import StoredObject
 
         i = self.index(key)
         if i is None or key in self._deleted:

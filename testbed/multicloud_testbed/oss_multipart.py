@@ -3,9 +3,9 @@ uploads, complete, abort."""
 
 from __future__ import annotations
 
-from airflow_multicloud.testing import disk
-from airflow_multicloud.testing import oss_xml as xml
-from airflow_multicloud.testing.oss_protocol import MAX_PART_NUMBER, MIN_PART_SIZE, OssFailure, OssHandlerBase
+from multicloud_testbed import disk
+from multicloud_testbed import oss_xml as xml
+from multicloud_testbed.oss_protocol import MAX_PART_NUMBER, MIN_PART_SIZE, OssFailure, OssHandlerBase
 
 
 class MultipartHandler(OssHandlerBase):

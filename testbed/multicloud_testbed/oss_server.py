@@ -1,6 +1,6 @@
 """A local Alibaba Cloud OSS server for tests: the REST API as oss2 speaks it to an IP endpoint (path style,
 ``/bucket/key`` with ``/`` in keys sent as ``%2F``), signatures v1 and v4 checked, objects on disk, CRC64 headers,
-multipart, copy, and the fault injection of :mod:`airflow_multicloud.testing.http`."""
+multipart, copy, and the fault injection of :mod:`multicloud_testbed.http`."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from airflow_multicloud.stores.base import TransferConfig
-from airflow_multicloud.testing import disk
-from airflow_multicloud.testing import oss_xml as xml
-from airflow_multicloud.testing.http import DiskBackedService
-from airflow_multicloud.testing.oss_auth import check_signature
-from airflow_multicloud.testing.oss_multipart import MultipartHandler
-from airflow_multicloud.testing.oss_protocol import OssFailure, OssServer
-from airflow_multicloud.testing.oss_worm import WormOps
-from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
+from multicloud_testbed import disk
+from multicloud_testbed import oss_xml as xml
+from multicloud_testbed.http import DiskBackedService
+from multicloud_testbed.oss_auth import check_signature
+from multicloud_testbed.oss_multipart import MultipartHandler
+from multicloud_testbed.oss_protocol import OssFailure, OssServer
+from multicloud_testbed.oss_worm import WormOps
+from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
 if TYPE_CHECKING:
     from airflow_multicloud.stores.oss import OssStore
@@ -245,7 +245,7 @@ class OssHandler(WormOps, MultipartHandler):
 
 
 class OssService(DiskBackedService):
-    """A running local OSS (satisfies :class:`~airflow_multicloud.testing.services.LocalService`).
+    """A running local OSS (satisfies :class:`~multicloud_testbed.services.LocalService`).
 
     :param root: folder for the buckets (a temporary one when None).
     :param port: TCP port on 127.0.0.1 (0: any free port).

@@ -11,10 +11,10 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from airflow_multicloud.stores.base import TransferConfig
-from airflow_multicloud.testing.cos_handler import CosHandler
-from airflow_multicloud.testing.cos_limits import CosLimits
-from airflow_multicloud.testing.http import DiskBackedService, LocalObjectServer
-from airflow_multicloud.testing.services import ACCESS_KEY, SECRET_KEY
+from multicloud_testbed.cos_handler import CosHandler
+from multicloud_testbed.cos_limits import CosLimits
+from multicloud_testbed.http import DiskBackedService, LocalObjectServer
+from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
 if TYPE_CHECKING:
     from qcloud_cos import CosS3Client
