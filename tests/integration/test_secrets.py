@@ -147,17 +147,24 @@ def test_no_secret_in_the_engines_debug_logs(secret_clouds: dict[str, Any], monk
     collect = _Collect()
     root = logging.getLogger()
     root.addHandler(collect)
-    for name in ("", "botocore", "boto3", "urllib3", "oss2", "airflow_multicloud"):
-        monkeypatch.setattr(logging.getLogger(name), "level", logging.DEBUG)
-        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
-    # earlier tests' logging configurations may have disabled or raised the SDKs' child loggers: every line counts
-    for name, child in list(logging.root.manager.loggerDict.items()):
-        if isinstance(child, logging.Logger) and name.split(".")[0] in ("botocore", "boto3", "urllib3", "oss2"):
-            monkeypatch.setattr(child, "disabled", False)
-            monkeypatch.setattr(child, "level", logging.NOTSET)
-            monkeypatch.setattr(child, "propagate", True)
-    # loggers cache isEnabledFor() answers; setLevel (unlike setting .level) clears every logger's cache
-    logging.getLogger("airflow_multicloud").setLevel(logging.DEBUG)
+    # every SDK logger at DEBUG and propagating; earlier tests' logging configurations may have disabled or raised
+    # their child loggers: every line counts. Saved and restored by hand, through setLevel: loggers cache their
+    # isEnabledFor() answers and only setLevel clears those caches, so a restored .level alone would leave the
+    # SDKs logging at DEBUG for every later test in this process (which slowed the suite to a crawl once)
+    loggers = [logging.getLogger(name) for name in ("", "botocore", "boto3", "urllib3", "oss2", "airflow_multicloud")]
+    loggers += [
+        child
+        for name, child in list(logging.root.manager.loggerDict.items())
+        if isinstance(child, logging.Logger) and name.split(".")[0] in ("botocore", "boto3", "urllib3", "oss2")
+    ]
+    saved = [(lg, lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    for lg in loggers:
+        lg.disabled, lg.propagate = False, True
+        lg.setLevel(
+            logging.DEBUG
+            if lg.name in ("root", "botocore", "boto3", "urllib3", "oss2", "airflow_multicloud")
+            else logging.NOTSET
+        )
     try:
         options = ReplicationOptions(progress_interval=0)
         summary = replicate(source, [open_location(f"oss://{ob}/out/")], options)
@@ -166,6 +173,9 @@ def test_no_secret_in_the_engines_debug_logs(secret_clouds: dict[str, Any], monk
             replicate(source, [open_location(f"oss://{ob}/failing/")], options)
     finally:
         root.removeHandler(collect)
+        for lg, level, propagate, disabled in saved:
+            lg.propagate, lg.disabled = propagate, disabled
+            lg.setLevel(level)
     assert {"botocore", "oss2"} <= {line.split(".")[0] for line in collect.lines}, "the SDKs' debug lines are in"
     texts = [*collect.lines, str(err.value), json.dumps(summary.to_json())]
     assert [leak for i, t in enumerate(texts) for leak in leaks(f"log {i}", t)] == []
