@@ -24,7 +24,7 @@ from airflow_multicloud.validation.compare import compare_replicas
 from airflow_multicloud.validation.report import ValidationReport
 
 # the size: 5,000 objects (~40-75 s here, mostly writing them and replicating them through moto)
-N_OBJECTS = int(os.environ.get("MULTICLOUD_VALIDATE_OBJECTS", "5000"))
+N_OBJECTS = int(os.environ.get("MULTICLOUD_VALIDATE_OBJECTS", "2500"))  # three listing pages
 SMALL = TransferConfig(multipart_threshold=5 * MiB, part_size=5 * MiB, max_concurrency=2)
 
 
