@@ -504,13 +504,18 @@ class S3Store(ObjectStore):
     #: with Object Lock parameters"; a bucket's default retention counts as such parameters)
     lock_digest: bool = False
 
+    @property
+    def _locked_uploads(self) -> bool:
+        """Every upload needs a Content-MD5: this run sets retention, or the bucket is known to lock."""
+        return self.lock_digest or self.retention is not None
+
     def _upload(self, send: Callable[..., Any], key: str, action: str, data: bytes, md5: bytes | None = None) -> Any:
         """``send(Body=data, ...)`` with the digest this bucket needs; sent once more, with a Content-MD5, when S3
         answers that an Object Lock bucket wants one (a bucket default retention the run did not know of)."""
         from botocore.exceptions import ClientError
 
         for _ in range(2):
-            lock = self.lock_digest or self.retention is not None
+            lock = self._locked_uploads
             digest = {"ContentMD5": md5_b64(data, md5)} if lock else self._digest(data, md5)
             try:
                 with self._errors(key, action):
@@ -533,7 +538,7 @@ class S3Store(ObjectStore):
         """A part sent without a hash of its own (no signed payload, no Content-MD5): the S3 ETag of an unencrypted
         part is the MD5 of the bytes S3 stored, which the caller compares with its MD5 before completing. Where S3
         says the part is encrypted (SSE-KMS or SSE-C: ETags are no MD5s), it is sent again the usual way."""
-        if self.lock_digest or self.retention is not None:  # Object Lock: the part carries its Content-MD5
+        if self._locked_uploads:  # Object Lock: the part carries its Content-MD5
             return self.upload_part(key, upload_id, number, data), False
         _UNHASHED.config = self._unsigned_config
         try:
