@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import procs
 from procs import Server, stop_all
-from run import FULL, OUT, Ctx, _interrupt, _print_table, engine
+from run import FULL, OUT, Ctx, _interrupt, _print_table, engine, worker
 
 from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
@@ -66,6 +66,13 @@ def noop_rerun(ctx: Ctx, count: int) -> dict[str, Any]:
             round(rate), "obj/s", f">= {PLAN_RATE:,}", rate >= PLAN_RATE)  # fmt: skip
     ctx.row("scale", f"no-op rerun {count:,}: objects copied", out.get("copied", 0), "", "== 0",
             out.get("copied", 0) == 0)  # fmt: skip
+    targets = [f"{s.kind},{s.endpoint},{b}" for s, b in [(cos, src), *dests]]
+    bare = worker("bare-list", "--prefix", PREFIX, *[a for t in targets for a in ("--target", t)])
+    out["bare_list"] = bare
+    ctx.row("scale", f"bare SDK listing of the same 3 buckets at once, {count:,} keys each: objects/s "
+            f"(duration {bare['seconds']} s)", round(count / max(bare["seconds"], 1e-9)), "obj/s")  # fmt: skip
+    floor = round(out["duration_s"] / bare["seconds"], 2)
+    ctx.row("scale", f"no-op rerun {count:,}: duration / bare SDK listing", floor, "x")
     return out
 
 

@@ -215,6 +215,9 @@ class CosStore(CosObjectLock, CosMultipartCopy, ObjectStore):
 
     @staticmethod
     def _check_key(key: str) -> None:
+        # Not key_problem: the service's own refusals (length, control characters) must reach the server, so the
+        # test bed can show it refuses them as COS does. These two never would: the SDK refuses an empty key and
+        # strips a leading '/' (qcloud_cos.cos_comm.format_path), which would address another object.
         if not key or key.startswith("/"):
             raise InvalidKeyError(f"COS cannot hold the key {key!r}: keys must be non-empty and not start with '/'")
 
