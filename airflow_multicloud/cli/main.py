@@ -130,7 +130,7 @@ def _command_in(argv: Sequence[str]) -> str | None:
 
 def cmd_replicate(args: argparse.Namespace, out: TextIO, console: Console | None = None) -> int:
     from airflow_multicloud.cli import options as opt
-    from airflow_multicloud.hooks.factory import open_location, pair_connections
+    from airflow_multicloud.hooks.factory import open_locations
     from airflow_multicloud.replication.engine import EmptySourceError, replicate
     from airflow_multicloud.replication.model import RunSummary
 
@@ -145,11 +145,10 @@ def cmd_replicate(args: argparse.Namespace, out: TextIO, console: Console | None
             args, display=console.show, interval=0 if args.quiet else BAR_REFRESH if live else None
         )
         prepare_connections(args, console)
-        source = open_location(args.source, args.src_conn, transfer=transfer, env_connections=True)
-        dests = [
-            open_location(uri, conn, transfer=transfer, create=True, env_connections=True)
-            for uri, conn in zip(args.destinations, pair_connections(args.destinations, args.dst_conn), strict=True)
-        ]
+        source, dests = open_locations(
+            args.source, args.src_conn, args.destinations, args.dst_conn, transfer=transfer, create=True,
+            env_connections=True,
+        )  # fmt: skip
         _after_airflow(args, console)
         summary = replicate(source, dests, options)
         outcome = Outcome.VERIFIED

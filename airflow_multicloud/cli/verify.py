@@ -53,7 +53,7 @@ def _html_target(path: str) -> str:
 
 
 def cmd_verify(args: argparse.Namespace, out: TextIO = sys.stdout, console: Console | None = None) -> int:
-    from airflow_multicloud.hooks.factory import open_location, pair_connections
+    from airflow_multicloud.hooks.factory import open_locations
     from airflow_multicloud.replication.engine import check_locations
     from airflow_multicloud.validation.compare import compare_replicas
 
@@ -65,11 +65,8 @@ def cmd_verify(args: argparse.Namespace, out: TextIO = sys.stdout, console: Cons
             from airflow_multicloud.cli.main import prepare_connections
 
             prepare_connections(args, console)
-        source = open_location(args.source, args.src_conn, env_connections=True)
-        replicas = [
-            open_location(uri, conn, env_connections=True)
-            for uri, conn in zip(args.destinations, pair_connections(args.destinations, args.dst_conn), strict=True)
-        ]
+        source, replicas = open_locations(args.source, args.src_conn, args.destinations, args.dst_conn,
+                                          env_connections=True)  # fmt: skip
         # a replica that is the source (or inside it) would compare a dataset with itself and always pass
         check_locations(source, replicas)
         report = compare_replicas(

@@ -150,6 +150,38 @@ def open_location(
     return loc
 
 
+def open_locations(
+    source: str,
+    source_conn: str | None,
+    targets: Sequence[str],
+    target_conns: str | Sequence[str | None] | None,
+    *,
+    transfer: TransferConfig | None = None,
+    create: bool = False,
+    lineage: bool = False,
+    env_connections: bool = False,
+) -> tuple[Location, list[Location]]:
+    """A source and its destinations (or replicas), each opened with its connection (:func:`pair_connections`):
+    what the operators and CLI commands all start with. ``create``: a missing ``file://`` target folder is made on
+    the first write; ``lineage``: report the source as input and the targets as outputs. The rest as
+    :func:`open_location`."""
+    conns = pair_connections(targets, target_conns)  # a wrong count fails before any connection is looked up
+    opened = open_location(
+        source, source_conn, transfer=transfer, lineage="input" if lineage else None, env_connections=env_connections
+    )
+    return opened, [
+        open_location(
+            t,
+            c,
+            transfer=transfer,
+            create=create,
+            lineage="output" if lineage else None,
+            env_connections=env_connections,
+        )
+        for t, c in zip(targets, conns, strict=True)
+    ]
+
+
 def pair_connections(destinations: Sequence[str], conn_ids: str | Sequence[str | None] | None) -> list[str | None]:
     """One connection id per destination from none (scheme defaults), one (for all) or one each; a ``None`` in the
     list means that destination's scheme default."""

@@ -160,20 +160,18 @@ class ReplicateDatasetOperator(BaseOperator):
         self._summary: RunSummary | None = None
 
     def _locations(self) -> tuple[Location, list[Location]]:
-        from airflow_multicloud.hooks.factory import open_location, pair_connections
+        from airflow_multicloud.hooks.factory import open_locations
 
         dests = rendered_uris("destinations", self.destinations)
         if not dests:
             arguments.uris("destinations", dests)  # refuses an empty list by name
         arguments.conn_ids("source_conn_id", self.source_conn_id)
         arguments.conn_ids("destination_conn_ids", self.destination_conn_ids)
-        per_dest = pair_connections(dests, self.destination_conn_ids)
         source_uri = rendered_uri("source", self.source)
-        source = open_location(source_uri, self.source_conn_id, transfer=self.transfer, lineage="input")
-        return source, [
-            open_location(d, c, transfer=self.transfer, create=True, lineage="output")
-            for d, c in zip(dests, per_dest, strict=True)
-        ]
+        return open_locations(
+            source_uri, self.source_conn_id, dests, self.destination_conn_ids, transfer=self.transfer, create=True,
+            lineage=True,
+        )  # fmt: skip
 
     def execute(self, context: Context) -> dict[str, Any]:
         from dataclasses import replace

@@ -128,7 +128,7 @@ class ValidateReplicaOperator(BaseOperator):
         self._report: ValidationReport | None = None
 
     def _locations(self) -> tuple[Location, list[Location]]:
-        from airflow_multicloud.hooks.factory import open_location, pair_connections
+        from airflow_multicloud.hooks.factory import open_locations
         from airflow_multicloud.replication.engine import check_locations
 
         reps = rendered_uris("replicas", self.replicas)
@@ -136,9 +136,8 @@ class ValidateReplicaOperator(BaseOperator):
             arguments.uris("replicas", reps)  # refuses an empty list by name
         arguments.conn_ids("source_conn_id", self.source_conn_id)
         arguments.conn_ids("replica_conn_ids", self.replica_conn_ids)
-        conns = pair_connections(reps, self.replica_conn_ids)
-        source = open_location(rendered_uri("source", self.source), self.source_conn_id)
-        replicas = [open_location(r, c) for r, c in zip(reps, conns, strict=True)]
+        source, replicas = open_locations(rendered_uri("source", self.source), self.source_conn_id, reps,
+                                          self.replica_conn_ids)  # fmt: skip
         # a replica that is the source (or inside it) would be compared with itself and always pass
         check_locations(source, replicas)
         return source, replicas
