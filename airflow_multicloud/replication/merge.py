@@ -73,12 +73,17 @@ def ordered(infos: Iterable[ObjectInfo], where: str, prefix: str) -> Iterator[Ob
     last = ""
     for info in infos:
         if info.key < last:
-            raise ListingOrderError(
-                f"the listing of {where} is not in key order ({info.key[len(prefix) :]!r} came after "
-                f"{last[len(prefix) :]!r}): this store cannot be planned as a stream"
-            )
+            raise order_error(where, prefix, info.key, last)
         last = info.key
         yield info
+
+
+def order_error(where: str, prefix: str, key: str, last: str) -> ListingOrderError:
+    """The error of a listing in which ``key`` came after ``last``."""
+    return ListingOrderError(
+        f"the listing of {where} is not in key order ({key[len(prefix) :]!r} came after "
+        f"{last[len(prefix) :]!r}): this store cannot be planned as a stream"
+    )
 
 
 class Peekable(Generic[T]):
