@@ -61,7 +61,7 @@ class Snapshot:
         eta = _duration(self.eta_s) if self.eta_s is not None else "-"
         listed = " listed so far" if self.so_far else ""
         return (
-            f"{self.objects}/{self.total_objects} objects, {_mb(self.bytes)}/{_mb(self.total_bytes)}{listed} written, "
+            f"{self.objects}/{self.total_objects} objects{listed}, {_mb(self.bytes)}/{_mb(self.total_bytes)} written, "
             f"{self.mb_s:,.1f} MB/s, {self.failed} failed, ETA {eta}"
         )
 

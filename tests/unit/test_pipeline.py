@@ -15,6 +15,7 @@ from airflow_multicloud.replication.manifest import read_manifest
 from airflow_multicloud.replication.model import Location, RunSummary
 from airflow_multicloud.replication.pipeline import streams
 from airflow_multicloud.replication.plan import Filters
+from airflow_multicloud.replication.progress import Snapshot
 from airflow_multicloud.stores.base import ObjectInfo, WriteResult
 from airflow_multicloud.stores.local import LocalStore
 
@@ -66,12 +67,26 @@ def test_copying_while_listing_gives_the_summary_and_manifests_of_a_plan_made_fi
     budget = ReplicationOptions(progress_interval=0, max_cost=1e9)  # a budget: the whole plan comes first
     assert not streams(budget) and streams(ReplicationOptions())
     first = replicate(source, planned_first, budget)
-    again = replicate(source, streamed, ReplicationOptions(progress_interval=0))
+    shown: list[tuple[Snapshot, bool]] = []
+    again = replicate(source, streamed, ReplicationOptions(progress_interval=0, progress_display=_shows(shown)))
 
     assert (again.copied, again.skipped, again.objects) == (2 * (40 + 14 + 1), 2 * (121 - 55), 121)
     assert _neutral(again, streamed) == _neutral(first, planned_first)
     assert _records(again, streamed) == _records(first, planned_first)
     assert again.first_copy_s is not None and first.first_copy_s is not None
+    ((last, final),) = shown  # the totals the listing found in all, once it ended
+    assert final and not last.so_far and (last.objects, last.total_objects) == (55, 55)
+    assert last.total_bytes == again.copied_bytes == first.copied_bytes
+
+
+def _shows(shown: list[tuple[Snapshot, bool]]) -> Any:
+    return lambda snap, final: shown.append((snap, final))
+
+
+def test_a_progress_line_while_listing_says_its_totals_are_so_far() -> None:
+    snap = Snapshot(3, 10, 30, 100, 0, 1.0, 0.1, None, so_far=True)
+    assert snap.line().startswith("3/10 objects listed so far, ") and snap.line().endswith("ETA -")
+    assert "so far" not in Snapshot(3, 10, 30, 100, 0, 1.0, 0.1, 7.0).line()
 
 
 class _Paused(LocalStore):
