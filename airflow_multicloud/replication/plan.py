@@ -268,7 +268,8 @@ class _Side:
         self.dest = dest
         self._start = len(dest.prefix)
         self._objects = ahead(list_dataset(dest, None, unlisted, list_workers), f"list {dest.uri}")
-        self._records = RecordCursor(dest, manifest_dir, names)
+        self.record = RecordCursor(dest, manifest_dir, names).line
+        """The serialised manifest record of ``rel``: asked only once the destination holds some object."""
         self._info: ObjectInfo | None = None
         self._rel: str | None = None  # the relative key of ``_info``, the next object not passed yet
         self._advance()
@@ -285,7 +286,11 @@ class _Side:
 
     def until(self, rel: str | None) -> ObjectInfo | None:
         """Pass the destination objects before ``rel`` (extras where the globs take them in); return ``rel``'s."""
-        while (key := self._rel) is not None:
+        if (key := self._rel) == rel and key is not None:  # a rerun's usual step: the very next object
+            info = self._info
+            self._advance()
+            return info
+        while key is not None:
             if rel is not None and key >= rel:
                 if key == rel:
                     info = self._info
@@ -295,11 +300,8 @@ class _Side:
             self._advance()
             if self.filters.matches(key):
                 self.extras.append(key)
+            key = self._rel
         return None
-
-    def record(self, rel: str) -> str | None:
-        """The serialised verified manifest record of ``rel``: read only once the destination holds some object."""
-        return self._records.line(rel)
 
 
 def _decide(
