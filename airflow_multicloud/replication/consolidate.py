@@ -10,7 +10,6 @@ from airflow_multicloud import arguments
 from airflow_multicloud.errors import StoreError
 from airflow_multicloud.replication.manifest import (
     DEFAULT_MANIFEST_DIR,
-    DELETED,
     SUFFIX,
     Kind,
     ManifestWriter,
@@ -18,6 +17,7 @@ from airflow_multicloud.replication.manifest import (
     current_records,
     is_consolidated,
     is_manifest,
+    is_tombstone,
     manifest_key,
     manifest_prefix,
     remove_quietly,
@@ -25,9 +25,6 @@ from airflow_multicloud.replication.manifest import (
 from airflow_multicloud.replication.model import Location
 
 log = logging.getLogger(__name__)
-
-# records are serialised with sorted keys and quotes inside strings escaped, so this only matches the status
-_TOMBSTONE = f'"status": "{DELETED}"'.encode()
 
 
 @dataclass(frozen=True)
@@ -88,9 +85,9 @@ def consolidate(
     header = {"kind": Kind.CONSOLIDATED.value, "destination": dest.uri, "complete": True, "covers": covers}
     writer = ManifestWriter(dest, manifest_key(dest, run_id, Kind.CONSOLIDATED, manifest_dir), header)
     try:
-        for _, line, _ in current_records(dest.store, base, newer, strict=True):
-            if _TOMBSTONE not in line:
-                writer.add_line(line)
+        for _, line in current_records(dest.store, base, newer, strict=True):
+            if not is_tombstone(line):
+                writer.add_line(line.encode() + b"\n")
         writer.upload()
     finally:
         writer.close()

@@ -5,48 +5,42 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import partial
-from threading import Lock, Semaphore
+from typing import Any
 
 from airflow_multicloud import arguments
 from airflow_multicloud.errors import InvalidArgumentError, MulticloudError, StoreError
 from airflow_multicloud.replication import cost as costs
-from airflow_multicloud.replication.concurrency import AdaptiveLimit, in_flight
 from airflow_multicloud.replication.consolidate import ManifestRetention, maintain
-from airflow_multicloud.replication.copy import CopyOptions, copy_object
+from airflow_multicloud.replication.copy import CopyOptions
+from airflow_multicloud.replication.dispatch import run_plan
 from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR
+from airflow_multicloud.replication.mirror import mirror_deletes, tally_plan
 from airflow_multicloud.replication.model import (
     Location,
     Mode,
     ObjectResult,
     Overwrite,
     Plan,
-    PlanAction,
     PlanEntry,
     RunSummary,
     parse_choice,
 )
+from airflow_multicloud.replication.pipeline import PlannedKeys, PlanningError, planned_entries, streams
 from airflow_multicloud.replication.plan import Filters, invalid_keys, plan_copy
-from airflow_multicloud.replication.progress import Display, Progress, throughput
-from airflow_multicloud.replication.record import KEY_SAMPLE, Recorder, note
+from airflow_multicloud.replication.progress import Display, throughput
+from airflow_multicloud.replication.record import Recorder, note
 from airflow_multicloud.replication.retention import (
     locked_as_conflicts,
     parse_retention,
     prepare_destinations,
-    retention_guard,
 )
 from airflow_multicloud.replication.retry import with_retries
 from airflow_multicloud.replication.uploads import clean_uploads
 
 log = logging.getLogger(__name__)
-
-#: deletions named in a summary (dry run or refusal) so a user can see what a mirror would remove
-DELETE_SAMPLE = 10
 
 
 class ReplicationError(MulticloudError):
@@ -181,88 +175,6 @@ def check_locations(source: Location, destinations: Sequence[Location]) -> None:
                 )
 
 
-class _PlannedKeys(Collection[str]):
-    """The relative keys of a plan's entries, read from them the first time a key is looked up (only a run that
-    finds unfinished uploads asks): a no-op rerun or a clean first copy never builds the set."""
-
-    def __init__(self, entries: Iterable[PlanEntry]) -> None:
-        self._entries = entries
-        self._keys: set[str] | None = None
-
-    def _set(self) -> set[str]:
-        if self._keys is None:
-            self._keys = {e.obj.rel for e in self._entries}
-        return self._keys
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._set()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._set())
-
-    def __len__(self) -> int:
-        return len(self._set())
-
-
-def run_plan(
-    source: Location,
-    destinations: Sequence[Location],
-    entries: Iterable[PlanEntry],
-    options: ReplicationOptions,
-    record: Callable[[PlanEntry, list[ObjectResult]], None],
-    started: float | None = None,
-) -> None:
-    """Copy what the entries say, ``workers`` at once, handing each entry and its copies' results to ``record``
-    as they complete (one call at a time; an entry with no copy to make gets no results). At most twice
-    ``workers`` copies wait or run at once, so nothing grows with the number of entries. ``started``: when the run
-    began (``time.monotonic()``), for the progress's throughput."""
-    count = writes = 0
-    for e in entries:  # counted, not kept: the entries may be a spool of millions
-        if (n := list(e.actions.values()).count(PlanAction.COPY)) > 0:
-            count, writes = count + 1, writes + e.obj.size * n
-    big = Semaphore(options.large_workers)
-    small = in_flight(options.workers, options.adaptive)
-    slots = Semaphore(2 * small.maximum)
-    lock = Lock()
-    errors: list[BaseException] = []
-    threshold = min(d.store.transfer.multipart_threshold for d in destinations)
-    progress = Progress(count, writes, options.progress_interval, started=started, display=options.progress_display)
-
-    def one(entry: PlanEntry) -> None:
-        try:
-            targets = [(d, destinations[d]) for d, a in sorted(entry.actions.items()) if a == PlanAction.COPY]
-            with progress.tracking(entry.obj.size * len(targets)):
-                if entry.obj.size >= threshold:
-                    with big:
-                        done = copy_object(source, targets, entry.obj, options.copy)
-                else:
-                    with small.slot():
-                        done = copy_object(source, targets, entry.obj, options.copy)
-            copied = sum(r.size for r in done if r.status == "copied")
-            progress.add(copied, failed=any(r.status == "failed" for r in done))
-            with lock:
-                record(entry, done)
-        except BaseException as exc:  # raised in the caller once the copies in flight end
-            errors.append(exc)
-        finally:
-            slots.release()
-
-    with progress, ThreadPoolExecutor(max_workers=small.maximum, thread_name_prefix="copy") as pool:
-        for entry in entries:
-            if errors:
-                break
-            if PlanAction.COPY not in entry.actions.values():
-                with lock:
-                    record(entry, [])
-                continue
-            slots.acquire()
-            pool.submit(one, entry)
-    if isinstance(small, AdaptiveLimit):
-        log.info("small objects in flight over the run (time, limit): %s", small.history[-20:])
-    if errors:
-        raise errors[0]
-
-
 def replicate(
     source: Location,
     destinations: Sequence[Location],
@@ -290,6 +202,63 @@ def replicate(
     )
     started = time.monotonic()
     run_id = options.run_id or uuid.uuid4().hex[:12]
+    summary = RunSummary(run_id, source.uri, [d.uri for d in destinations], dry_run=options.dry_run)
+    summary.retention = protection
+    pricing = costs.load_pricing(options.pricing)  # a table that does not load is refused before any write
+    plan, entries = _begin(source, destinations, plan, options, summary, shard, pricing)
+    # a plan still being made knows no keys yet: an unfinished upload's source is then looked up (a HEAD each)
+    planned = PlannedKeys(plan.entries if entries is None else None)
+    leftovers = clean_uploads(source, destinations, planned, options.stale_upload_age, dry_run=options.dry_run)
+    summary.unfinished_uploads = [str(x) for x in leftovers]
+    deletes = plan.extras if options.mode is Mode.MIRROR else {}
+    if options.dry_run:
+        tally_plan(summary, destinations, plan, deletes)
+        summary.duration_s = round(time.monotonic() - started, 3)
+        _check_max_delete(destinations, deletes, options, summary)
+        return summary
+    _check_max_delete(destinations, deletes, options, summary)
+
+    def listed() -> None:  # once every entry was decided (at once where the plan came before the copies)
+        if entries is not None:
+            _planned(source, destinations, plan, options, summary, shard, pricing)
+
+    try:
+        _copy_and_record(source, destinations, plan, entries, options, summary, shard, deletes, started, listed)
+        if options.mode is Mode.MIRROR:
+            mirror_deletes(destinations, deletes, options.copy, summary)
+    except EmptySourceError:  # known once a listing that copies as it goes has ended: nothing was written
+        raise
+    except PlanningError as exc:
+        summary.duration_s = round(time.monotonic() - started, 3)
+        if summary.copied:
+            raise _stopped(exc, summary) from exc
+        raise exc.__cause__ or exc from None  # nothing was written: the planning error, as a plan made first gives
+    except Exception as exc:
+        summary.duration_s = round(time.monotonic() - started, 3)
+        raise _stopped(exc, summary) from exc
+    summary.duration_s = round(time.monotonic() - started, 3)
+    summary.throughput_mb_s = round(throughput(summary.copied_bytes, summary.duration_s), 2)
+    if summary.conflict_keys:
+        log.warning("not overwritten (overwrite='never' or a retention lock): %s", summary.conflict_keys[:20])
+    if summary.failed:
+        shown = "\n  ".join(summary.failed_keys[:20])
+        raise ReplicationError(f"{summary.failed} object copies failed:\n  {shown}", summary)
+    return summary
+
+
+def _begin(
+    source: Location,
+    destinations: Sequence[Location],
+    plan: Plan | None,
+    options: ReplicationOptions,
+    summary: RunSummary,
+    shard: str | None,
+    pricing: dict[str, Any],
+) -> tuple[Plan, Iterator[PlanEntry] | None]:
+    """The plan, and its entries as they are decided where the copies start before the listing ends (else None:
+    the plan is complete, and the summary knows what it tells)."""
+    if plan is None and shard is None and streams(options):
+        return planned_entries(source, destinations, options)
     if plan is None:
         plan = plan_copy(
             source,
@@ -299,11 +268,38 @@ def replicate(
             manifest_dir=options.manifest_dir,
             list_workers=options.list_workers,
         )
-    summary = RunSummary(run_id, source.uri, [d.uri for d in destinations], dry_run=options.dry_run)
+    # the plan's totals come before the first write here: the budget, the mirror's max_delete, a dry run's report
+    _planned(source, destinations, plan, options, summary, shard, pricing)
+    return plan, None
+
+
+def _stopped(exc: BaseException, summary: RunSummary) -> IncompleteRunError:
+    return IncompleteRunError(
+        f"the run stopped before it finished: {exc}. So far {summary.copied} objects were copied, "
+        f"{len(summary.manifests)} manifests written and {summary.deleted} objects deleted; run it again to "
+        "finish (verified copies are skipped)",
+        summary,
+    )
+
+
+def _planned(
+    source: Location,
+    destinations: Sequence[Location],
+    plan: Plan,
+    options: ReplicationOptions,
+    summary: RunSummary,
+    shard: str | None,
+    pricing: dict[str, Any],
+) -> None:
+    """What the complete plan tells the summary (counts, cost, invalid keys), said in the log; the empty-source and
+    budget checks."""
     summary.objects, summary.bytes = plan.objects, plan.bytes
-    summary.retention = protection
     summary.cost = costs.estimate(
-        source, destinations, plan, pricing=costs.load_pricing(options.pricing), retention_checked=bool(protection)
+        source,
+        destinations,
+        plan,
+        pricing=pricing,
+        retention_checked=bool(summary.retention),
     )
     summary.invalid_keys = invalid_keys(plan, destinations)
     summary.reserved_skipped, summary.unlisted = len(plan.reserved), list(plan.unlisted)
@@ -322,58 +318,35 @@ def replicate(
     )
     log.info("%s", costs.describe(summary.cost))
     costs.check_budget(summary.cost, options.max_cost)
-    planned = _PlannedKeys(plan.entries)
-    leftovers = clean_uploads(source, destinations, planned, options.stale_upload_age, dry_run=options.dry_run)
-    summary.unfinished_uploads = [str(x) for x in leftovers]
-    if options.dry_run:
-        _tally_plan(summary, destinations, plan, deletes)
-        summary.duration_s = round(time.monotonic() - started, 3)
-        _check_max_delete(destinations, deletes, options, summary)
-        return summary
-    _check_max_delete(destinations, deletes, options, summary)
-    try:
-        _copy_and_record(source, destinations, plan, options, summary, shard, deletes, started)
-        if options.mode is Mode.MIRROR:
-            _mirror_deletes(destinations, deletes, options, summary)
-    except Exception as exc:
-        summary.duration_s = round(time.monotonic() - started, 3)
-        raise IncompleteRunError(
-            f"the run stopped before it finished: {exc}. So far {summary.copied} objects were copied, "
-            f"{len(summary.manifests)} manifests written and {summary.deleted} objects deleted; run it again to "
-            "finish (verified copies are skipped)",
-            summary,
-        ) from exc
-    summary.duration_s = round(time.monotonic() - started, 3)
-    summary.throughput_mb_s = round(throughput(summary.copied_bytes, summary.duration_s), 2)
-    if summary.conflict_keys:
-        log.warning("not overwritten (overwrite='never' or a retention lock): %s", summary.conflict_keys[:20])
-    if summary.failed:
-        shown = "\n  ".join(summary.failed_keys[:20])
-        raise ReplicationError(f"{summary.failed} object copies failed:\n  {shown}", summary)
-    return summary
 
 
 def _copy_and_record(
     source: Location,
     destinations: Sequence[Location],
     plan: Plan,
+    entries: Iterable[PlanEntry] | None,
     options: ReplicationOptions,
     summary: RunSummary,
     shard: str | None,
     deletes: dict[int, list[str]],
-    started: float | None = None,
+    started: float | None,
+    listed: Callable[[], None],
 ) -> None:
     """Copy, streaming each result into the summary and its destination's manifest; then send the manifests
-    (retried like copies; one that still fails is a failure) and keep each replica's chain in shape."""
+    (retried like copies; one that still fails is a failure) and keep each replica's chain in shape. ``entries``:
+    the plan's entries as they are decided (None: the plan is complete); ``listed`` runs once they all were."""
     header = {"complete": shard is None, "shard": shard, "mode": options.mode.value}
-    recorder = Recorder(source, destinations, plan, summary, header, options.manifest_dir)
+    recorder = Recorder(source, destinations, summary, header, options.manifest_dir)
     try:
 
         def record(entry: PlanEntry, copied: list[ObjectResult]) -> None:
             locked_as_conflicts([(entry, copied)], summary)  # an overwrite a lock refused is a conflict
             recorder.add(entry, copied)
 
-        run_plan(source, destinations, plan.entries, options, record, started)
+        first = run_plan(source, destinations, plan.entries if entries is None else entries, options, record, started)
+        summary.first_copy_s = None if first is None else round(first, 3)
+        listed()
+        recorder.held_skips(plan)
         failed = summary.failed
         for d, (dest, writer) in enumerate(zip(destinations, recorder.writers, strict=True)):
             if not failed:  # a mirror deletes only once every copy verified
@@ -391,37 +364,6 @@ def _copy_and_record(
         recorder.close()
 
 
-def _tally_plan(
-    summary: RunSummary, destinations: Sequence[Location], plan: Plan, deletes: dict[int, list[str]]
-) -> None:
-    """What the plan would do, counted as a dry run reports it: per destination, with a sample of the deletions."""
-    for d, dest in enumerate(destinations):
-        actions: Counter[PlanAction | None] = Counter()
-        copied_bytes = 0
-        for e in plan.entries:
-            actions[e.actions.get(d)] += 1
-            copied_bytes += e.obj.size if e.actions.get(d) == PlanAction.COPY else 0
-        rels = deletes.get(d, [])
-        summary.per_destination.append(
-            {
-                "destination": dest.uri,
-                "copied": actions[PlanAction.COPY],
-                "skipped": actions[PlanAction.SKIP] + plan.skipped.get(d, 0),
-                "failed": actions[PlanAction.INVALID_KEY],
-                "conflicts": actions[PlanAction.CONFLICT],
-                "copied_bytes": copied_bytes,
-                "deleted": len(rels),
-                "delete_sample": [dest.store.uri(dest.key(rel)) for rel in rels[:DELETE_SAMPLE]],
-            }
-        )
-    summary.copied = plan.count("copy")
-    summary.copied_bytes = sum(p["copied_bytes"] for p in summary.per_destination)
-    summary.skipped = plan.count("skip")
-    summary.conflicts = plan.count("conflict")
-    summary.deleted = sum(len(x) for x in deletes.values())
-    summary.failed, summary.failed_keys = len(summary.invalid_keys), summary.invalid_keys[:KEY_SAMPLE]
-
-
 def _check_max_delete(
     destinations: Sequence[Location], deletes: dict[int, list[str]], options: ReplicationOptions, summary: RunSummary
 ) -> None:
@@ -435,24 +377,3 @@ def _check_max_delete(
         f"{', '.join(sample[:3])}), or raise max_delete deliberately.",
         summary,
     )
-
-
-def _mirror_deletes(
-    destinations: Sequence[Location], deletes: dict[int, list[str]], options: ReplicationOptions, summary: RunSummary
-) -> None:
-    """Delete the destination objects absent at the source, once every copy verified; each delete is retried like
-    a copy, and one that still fails stops the run (``summary.deleted`` counts those done)."""
-    if summary.failed:
-        log.warning("mirror: not deleting anything because %d copies failed", summary.failed)
-        return
-    for d, rels in deletes.items():
-        dest = destinations[d]
-        retained = retention_guard(dest)
-        for rel in rels:
-            key = dest.key(rel)
-            if retained(key):
-                summary.locked += 1
-                continue
-            with_retries(partial(dest.store.delete, key), f"delete {dest.store.uri(key)}", options.copy)
-            summary.deleted += 1
-            summary.per_destination[d]["deleted"] += 1

@@ -10,6 +10,7 @@ manifests after it, read as streams.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import heapq
 import json
@@ -19,6 +20,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import IO, Any
 
 from airflow_multicloud.errors import StoreError
@@ -151,6 +153,36 @@ def _lines(chunks: Iterable[bytes], compressed: bool) -> Iterator[bytes]:
         yield rest
 
 
+def _text_lines(chunks: Iterable[bytes], compressed: bool) -> Iterator[str]:
+    """:func:`_lines` as text, decoded a piece at a time (a record is looked into as text, and one decode per
+    piece costs far less than one per line)."""
+    decode, rest = codecs.getincrementaldecoder("utf-8")().decode, ""
+    for piece in _inflated(chunks) if compressed else chunks:
+        rest += decode(piece)
+        *done, rest = rest.split("\n")
+        yield from filter(str.strip, done)
+    rest += decode(b"", True)
+    if rest.strip():
+        yield rest
+
+
+def record_key(line: str) -> str:
+    """The ``key`` of a serialised record, read without parsing the rest of it: ``"key": "`` can only be that
+    field (a quote inside a JSON string is escaped), and ``scanstring`` decodes the value as ``json`` would."""
+    at = line.find('"key": "')
+    if at >= 0:
+        return str(scanstring(line, at + 8)[0])
+    return str(json.loads(line)["key"])
+
+
+def is_tombstone(line: str) -> bool:
+    """True when a serialised record says a mirror deleted its key (read without parsing the rest)."""
+    at = line.find('"status": "')
+    if at >= 0:
+        return line.startswith(f'{DELETED}"', at + 11)
+    return bool(json.loads(line).get("status") == DELETED)
+
+
 def read_manifest(store: ObjectStore, key: str) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
     """The header of one manifest and a stream of its object records."""
     lines = _lines(store.read(key), key.endswith(SUFFIX))
@@ -195,16 +227,20 @@ def chain_records(store: ObjectStore, names: list[str]) -> Iterator[dict[str, An
 
 def current_records(
     store: ObjectStore, base: str | None, newer: list[str], *, strict: bool = False
-) -> Iterator[tuple[str, bytes, dict[str, Any] | None]]:
-    """``(relative key, serialised record, record or None)`` for the current record of every key of a chain, in
-    key order, deleted keys included: the run manifests after the consolidated one sorted in bounded memory
-    (spilled to temporary files when large) and merged with the consolidated one as it streams. The record is
-    parsed where it was parsed already (the consolidated side), else None. ``strict``: an unreadable consolidated
-    manifest raises (a consolidation must not drop its records) instead of being read only in part."""
+) -> Iterator[tuple[str, str]]:
+    """``(relative key, serialised record)`` for the current record of every key of a chain, in key order, deleted
+    keys included: the run manifests after the consolidated one sorted in bounded memory (spilled to temporary
+    files when large) and merged with the consolidated one as it streams. Only the key of a record is read: the
+    rest is parsed by whoever needs it (most records of a rerun only pass by). ``strict``: an unreadable
+    consolidated manifest raises (a consolidation must not drop its records) instead of being read only in part."""
     if not newer:  # a no-op rerun's usual chain: the consolidated manifest alone, streamed as it is
-        yield from _base_records(store, base, strict)
-        return
-    recent = ((k, line, None) for k, line in sorted_lines((r["key"], _line(r)) for r in chain_records(store, newer)))
+        return _base_records(store, base, strict)
+    return _merged(store, base, newer, strict)
+
+
+def _merged(store: ObjectStore, base: str | None, newer: list[str], strict: bool) -> Iterator[tuple[str, str]]:
+    lines = sorted_lines((r["key"], _line(r)) for r in chain_records(store, newer))
+    recent = ((k, line.decode().rstrip("\n")) for k, line in lines)
     # on a tie the newer record comes first: heapq.merge keeps the order of its inputs, and the sort is stable
     merged = heapq.merge(recent, _base_records(store, base, strict), key=lambda t: t[0])
     last = None
@@ -220,52 +256,68 @@ def iter_previous(
     """``(relative key, verified record)`` in key order: the consolidated manifest streamed, merged with the
     run manifests after it (sorted in bounded memory). A manifest that cannot be read is logged and ignored: it
     only costs a HEAD or a copy, never a wrong skip."""
-    prefix = manifest_prefix(dest, manifest_dir)
-    if keys is None:
-        keys = (o.key for o in dest.store.list(prefix))
-    base, newer, _ = chain(dest.store, (k for k in keys if k.startswith(prefix)))
-    for key, line, rec in current_records(dest.store, base, newer):
-        rec = json.loads(line) if rec is None else rec
+    for key, line in previous_lines(dest, manifest_dir, keys):
+        rec = json.loads(line)
         if rec.get("status") != DELETED:
             yield key, rec
 
 
+def previous_lines(
+    dest: Location, manifest_dir: str = DEFAULT_MANIFEST_DIR, keys: Iterable[str] | None = None
+) -> Iterator[tuple[str, str]]:
+    """:func:`current_records` of a replica's chain: ``(relative key, serialised record)``, tombstones included."""
+    prefix = manifest_prefix(dest, manifest_dir)
+    if keys is None:
+        keys = (o.key for o in dest.store.list(prefix))
+    base, newer, _ = chain(dest.store, (k for k in keys if k.startswith(prefix)))
+    return current_records(dest.store, base, newer)
+
+
 class RecordCursor:
-    """The verified records of a replica looked up in ascending key order, :func:`iter_previous` read as the
-    lookups advance: the chain is read once, lazily (nothing until the first lookup), and nothing is kept but
-    the next record. Looking up a key below the previous one is a ValueError (the stream has passed it)."""
+    """The verified records of a replica looked up in ascending key order, the chain read as the lookups advance:
+    once, lazily (nothing until the first lookup), keeping nothing but the next record. A record passed by is
+    never parsed (only its key is read). Looking up a key below the previous one is a ValueError (the stream has
+    passed it)."""
 
     def __init__(
         self, dest: Location, manifest_dir: str = DEFAULT_MANIFEST_DIR, keys: Iterable[str] | None = None
     ) -> None:
         self._dest, self._manifest_dir, self._keys = dest, manifest_dir, keys
-        self._records: Iterator[tuple[str, dict[str, Any]]] | None = None
-        self._next: tuple[str, dict[str, Any]] | None = None
+        self._records: Iterator[tuple[str, str]] | None = None
+        self._next: tuple[str, str] | None = None
         self._last = ""
 
-    def get(self, rel: str) -> dict[str, Any] | None:
+    def line(self, rel: str) -> str | None:
+        """The serialised current record of ``rel``, unparsed: a verified record, or a tombstone (a mirror deleted
+        the key since; :func:`is_tombstone`)."""
         if rel < self._last:
             raise ValueError(f"manifest records looked up out of key order: {rel!r} after {self._last!r}")
         self._last = rel
         if self._records is None:
-            self._records = iter_previous(self._dest, self._manifest_dir, self._keys)
+            self._records = previous_lines(self._dest, self._manifest_dir, self._keys)
             self._next = next(self._records, None)
-        while self._next is not None and self._next[0] < rel:
-            self._next = next(self._records, None)
-        return self._next[1] if self._next is not None and self._next[0] == rel else None
+        nxt, records = self._next, self._records
+        while nxt is not None and nxt[0] < rel:
+            nxt = next(records, None)
+        self._next = nxt
+        return nxt[1] if nxt is not None and nxt[0] == rel else None
+
+    def get(self, rel: str) -> dict[str, Any] | None:
+        """The verified record of ``rel``, parsed (None: no record, or a mirror deleted it since)."""
+        line = self.line(rel)
+        record = None if line is None else json.loads(line)
+        return None if record is None or record.get("status") == DELETED else dict(record)
 
 
-def _base_records(
-    store: ObjectStore, base: str | None, strict: bool
-) -> Iterator[tuple[str, bytes, dict[str, Any] | None]]:
+def _base_records(store: ObjectStore, base: str | None, strict: bool) -> Iterator[tuple[str, str]]:
     if base is None:
         return
     try:
-        lines = _lines(store.read(base), base.endswith(SUFFIX))
+        lines = _text_lines(store.read(base), base.endswith(SUFFIX))
         next(lines, None)  # the header
         for line in lines:
-            rec = json.loads(line)
-            yield rec["key"], line + b"\n", rec
+            at = line.find('"key": "')  # record_key, inline: this runs once per record of the chain
+            yield (scanstring(line, at + 8)[0] if at >= 0 else record_key(line)), line
     except (StoreError, ValueError) as exc:
         if strict:
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Generic, TypeVar
 
@@ -53,8 +54,14 @@ def ahead(items: Iterable[T], name: str, depth: int = DEPTH, batch: int = BATCH)
             return
         put(held, end=True)
 
-    thread = threading.Thread(target=produce, name=name[:60], daemon=True)
-    thread.start()
+    # started now, not at the first item asked for: the listings of a plan then wait on their stores at once
+    threading.Thread(target=produce, name=name[:60], daemon=True).start()
+    consumer = _consume(box, stop)
+    weakref.finalize(consumer, stop.set)  # a consumer dropped before its first item still stops the producer
+    return consumer
+
+
+def _consume(box: queue.Queue[tuple[list[T], BaseException | None, bool]], stop: threading.Event) -> Iterator[T]:
     try:
         while True:
             got, error, end = box.get()
@@ -73,12 +80,17 @@ def ordered(infos: Iterable[ObjectInfo], where: str, prefix: str) -> Iterator[Ob
     last = ""
     for info in infos:
         if info.key < last:
-            raise ListingOrderError(
-                f"the listing of {where} is not in key order ({info.key[len(prefix) :]!r} came after "
-                f"{last[len(prefix) :]!r}): this store cannot be planned as a stream"
-            )
+            raise order_error(where, prefix, info.key, last)
         last = info.key
         yield info
+
+
+def order_error(where: str, prefix: str, key: str, last: str) -> ListingOrderError:
+    """The error of a listing in which ``key`` came after ``last``."""
+    return ListingOrderError(
+        f"the listing of {where} is not in key order ({key[len(prefix) :]!r} came after "
+        f"{last[len(prefix) :]!r}): this store cannot be planned as a stream"
+    )
 
 
 class Peekable(Generic[T]):

@@ -222,6 +222,7 @@ class RunSummary:
     locked: int = 0  # objects a retention lock kept: mirror deletes skipped, overwrites refused
     retention: list[dict[str, Any]] = field(default_factory=list)  # per destination: lock, mode, who can delete
     cost: dict[str, Any] = field(default_factory=dict)  # the estimate made before copying (replication/cost.py)
+    first_copy_s: float | None = None  # seconds from the run's start to its first copy (None: nothing copied)
 
     def to_json(self) -> dict[str, Any]:
         """The summary for XCom and the CLI: each per-object list keeps its first :data:`LISTED` entries, and

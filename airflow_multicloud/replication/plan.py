@@ -4,15 +4,23 @@ invalid key (the destination would refuse it)."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring_ascii as encode_json_string
 from typing import Any
 
 from airflow_multicloud.errors import ObjectNotFoundError
-from airflow_multicloud.replication.manifest import DEFAULT_MANIFEST_DIR, RecordCursor, is_manifest, manifest_prefix
-from airflow_multicloud.replication.merge import Peekable, ahead, ordered
+from airflow_multicloud.replication.manifest import (
+    DEFAULT_MANIFEST_DIR,
+    DELETED,
+    RecordCursor,
+    is_manifest,
+    manifest_prefix,
+)
+from airflow_multicloud.replication.merge import ahead, order_error
 from airflow_multicloud.replication.model import (
     META_SOURCE_ETAG,
     META_SOURCE_SIZE,
@@ -48,6 +56,11 @@ class Filters:
     exclude: Sequence[str] = ()
     min_age: timedelta | None = None
     max_age: timedelta | None = None
+
+    @property
+    def takes_everything(self) -> bool:
+        """True when no filter is set: every object is taken (the merge then asks nothing per object)."""
+        return self.include is None and not self.exclude and self.min_age is None and self.max_age is None
 
     def matches(self, rel: str) -> bool:
         """True when the globs take ``rel`` in."""
@@ -143,26 +156,55 @@ def plan_copy(
     grow with the number of objects: the plan spools the objects with work to do to a temporary file, and counts
     the skips that an earlier verified record backs.
     """
+    plan = Plan(EntrySpool(), objects=0, bytes=0)
+    for entry in plan_entries(source, destinations, plan, filters, overwrite, manifest_dir, now, list_workers):
+        plan.entries.append(entry)
+    return plan
+
+
+def plan_entries(
+    source: Location,
+    destinations: Sequence[Location],
+    plan: Plan,
+    filters: Filters | None = None,
+    overwrite: Overwrite = Overwrite.IF_CHANGED,
+    manifest_dir: str = DEFAULT_MANIFEST_DIR,
+    now: datetime | None = None,
+    list_workers: int = 1,
+) -> Iterator[PlanEntry]:
+    """The merge of :func:`plan_copy`, yielding each entry as it is decided; ``plan`` gathers the rest (counts,
+    extras, manifests listed, reserved and unlisted keys), complete once the generator is exhausted."""
     filters = filters or Filters()
     now = now or datetime.now(UTC)
-    plan = Plan(EntrySpool(), objects=0, bytes=0)
+    everything = filters.takes_everything
     # a destination's manifests are listed first (one small folder) so their records stream in key order too
     names = [_manifest_names(dest, manifest_dir) for dest in destinations]
     sides = [_Side(dest, manifest_dir, names[d], plan.unlisted, list_workers) for d, dest in enumerate(destinations)]
-    for d in range(len(destinations)):
+    for d, side in enumerate(sides):
         plan.manifests[d], plan.skipped[d], plan.extras[d] = names[d], 0, []
+        side.extras, side.filters = plan.extras[d], filters
     # every side is listed at once: a listing is a chain of page requests, mostly waiting on the store
     listed = ahead(list_dataset(source, plan.reserved, plan.unlisted, list_workers), f"list {source.uri}")
-    for info in ordered(listed, source.uri, source.prefix):
-        rel = info.key[len(source.prefix) :]
+    start, last = len(source.prefix), ""
+    for info in listed:
+        key = info.key
+        if key < last:
+            raise order_error(source.uri, source.prefix, key, last)
+        last, rel = key, key[start:]
         # filtered-out objects still belong to the source: they are never extras
-        found = [side.until(rel, filters, plan.extras[d]) for d, side in enumerate(sides)]
-        if not filters.accepts(rel, info.last_modified, now):
+        found = [side.until(rel) for side in sides]
+        if not everything and not filters.accepts(rel, info.last_modified, now):
             continue
-        obj = SourceObject(rel, info.size, info.etag, info.last_modified, info.crc64)
-        plan.objects, plan.bytes = plan.objects + 1, plan.bytes + info.size
-        entry = PlanEntry(obj, {})
-        records = [side.record(rel) if found[d] is not None else None for d, side in enumerate(sides)]
+        plan.objects += 1
+        plan.bytes += info.size
+        lines = [side.record(rel) if f is not None else None for side, f in zip(sides, found, strict=True)]
+        # the usual rerun: every destination holds this version, as its manifest says; nothing else to do
+        if _quick_same(info, found, lines):
+            for d in plan.skipped:
+                plan.skipped[d] += 1
+            continue
+        entry = PlanEntry(SourceObject(rel, info.size, info.etag, info.last_modified, info.crc64), {})
+        records = [_parsed(line, dest) for line, dest in zip(lines, destinations, strict=True)]
         for d, dest in enumerate(destinations):
             entry.actions[d] = _decide(d, dest, entry, found[d], records[d], overwrite)
         if all(a == PlanAction.SKIP and records[d] is not None for d, a in entry.actions.items()):
@@ -170,11 +212,44 @@ def plan_copy(
                 plan.skipped[d] += 1
             continue
         entry.previous = {d: record for d, record in enumerate(records) if record is not None}
-        plan.entries.append(entry)
-    for d, side in enumerate(sides):
-        side.until(None, filters, plan.extras[d])
+        yield entry
+    for side in sides:
+        side.until(None)
     _report(source, destinations, plan)
-    return plan
+
+
+#: a tombstone's status as the manifest writer serialises it (sorted keys, ``json`` separators)
+_TOMBSTONE = f'"status": "{DELETED}"'
+
+
+def _quick_same(info: ObjectInfo, found: list[ObjectInfo | None], lines: list[str | None]) -> bool:
+    """:func:`_same_version` at every destination, read off the serialised records without parsing them, where
+    it can say yes: each record holds this exact size, source ETag and replica ETag. A field is matched with its
+    JSON encoding and what follows it, and a quote inside a JSON string is escaped, so a match can only be the
+    field itself. False sends the object through the full decision, which parses the records."""
+    if not info.etag:
+        return False
+    size, etag = f'"size": {info.size},', f'"source_etag": {encode_json_string(info.etag)},'
+    for dest, line in zip(found, lines, strict=True):
+        if line is None or dest is None or not dest.etag or dest.size != info.size:
+            return False
+        if size not in line or etag not in line or f'"dest_etag": {encode_json_string(dest.etag)},' not in line:
+            return False
+        if _TOMBSTONE in line:
+            return False
+    return True
+
+
+def _parsed(line: str | None, dest: Location) -> dict[str, Any] | None:
+    """A serialised record parsed; one that does not parse is no record (a HEAD or a copy, never a wrong skip)."""
+    if line is None:
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        log.warning("ignoring an unreadable manifest record of %s: %s", dest.uri, exc)
+        return None
+    return record if isinstance(record, dict) and record.get("status") != DELETED else None
 
 
 def _manifest_names(dest: Location, manifest_dir: str) -> list[str]:
@@ -184,31 +259,49 @@ def _manifest_names(dest: Location, manifest_dir: str) -> list[str]:
 class _Side:
     """One destination as the merge passes it: its listing and its manifest records, both in key order."""
 
+    extras: list[str]
+    filters: Filters
+
     def __init__(
         self, dest: Location, manifest_dir: str, names: list[str], unlisted: list[str], list_workers: int
     ) -> None:
         self.dest = dest
-        listed = ahead(list_dataset(dest, None, unlisted, list_workers), f"list {dest.uri}")
-        self._objects = Peekable(ordered(listed, dest.uri, dest.prefix))
-        self._records = RecordCursor(dest, manifest_dir, names)
+        self._start = len(dest.prefix)
+        self._objects = ahead(list_dataset(dest, None, unlisted, list_workers), f"list {dest.uri}")
+        self.record = RecordCursor(dest, manifest_dir, names).line
+        """The serialised manifest record of ``rel``: asked only once the destination holds some object."""
+        self._info: ObjectInfo | None = None
+        self._rel: str | None = None  # the relative key of ``_info``, the next object not passed yet
+        self._advance()
 
-    def until(self, rel: str | None, filters: Filters, extras: list[str]) -> ObjectInfo | None:
+    def _advance(self) -> None:
+        last = self._info.key if self._info is not None else ""
+        info = self._info = next(self._objects, None)
+        if info is None:
+            self._rel = None
+            return
+        if info.key < last:
+            raise order_error(self.dest.uri, self.dest.prefix, info.key, last)
+        self._rel = info.key[self._start :]
+
+    def until(self, rel: str | None) -> ObjectInfo | None:
         """Pass the destination objects before ``rel`` (extras where the globs take them in); return ``rel``'s."""
-        while (info := self._objects.peek()) is not None:
-            key = info.key[len(self.dest.prefix) :]
+        if (key := self._rel) == rel and key is not None:  # a rerun's usual step: the very next object
+            info = self._info
+            self._advance()
+            return info
+        while key is not None:
             if rel is not None and key >= rel:
                 if key == rel:
-                    next(self._objects)
+                    info = self._info
+                    self._advance()
                     return info
                 return None
-            next(self._objects)
-            if filters.matches(key):
-                extras.append(key)
+            self._advance()
+            if self.filters.matches(key):
+                self.extras.append(key)
+            key = self._rel
         return None
-
-    def record(self, rel: str) -> dict[str, Any] | None:
-        """The verified manifest record of ``rel``: read only once the destination holds some object."""
-        return self._records.get(rel)
 
 
 def _decide(

@@ -48,6 +48,8 @@ class Snapshot:
     elapsed_s: float
     mb_s: float
     eta_s: float | None
+    #: the listing still runs: the totals are what it found so far
+    so_far: bool = False
 
     @property
     def fraction(self) -> float:
@@ -57,8 +59,9 @@ class Snapshot:
 
     def line(self) -> str:
         eta = _duration(self.eta_s) if self.eta_s is not None else "-"
+        listed = " listed so far" if self.so_far else ""
         return (
-            f"{self.objects}/{self.total_objects} objects, {_mb(self.bytes)}/{_mb(self.total_bytes)} written, "
+            f"{self.objects}/{self.total_objects} objects{listed}, {_mb(self.bytes)}/{_mb(self.total_bytes)} written, "
             f"{self.mb_s:,.1f} MB/s, {self.failed} failed, ETA {eta}"
         )
 
@@ -124,6 +127,7 @@ class Progress:
     ) -> None:
         self.total_objects = total_objects
         self.total_bytes = total_bytes
+        self.so_far = False  # set while a listing still adds to the totals (:meth:`planned`)
         self.interval = interval
         self.display = display or log_display
         self.objects = 0
@@ -135,6 +139,12 @@ class Progress:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def planned(self, objects: int, nbytes: int) -> None:
+        """The listing found more to copy (a run that copies while it still lists: totals are "so far")."""
+        with self._lock:
+            self.total_objects += objects
+            self.total_bytes += nbytes
 
     @contextlib.contextmanager
     def tracking(self, writes: int) -> Iterator[None]:
@@ -172,7 +182,7 @@ class Progress:
         done = self.bytes
         copying = now - self.copying_since
         left = self.total_bytes - done
-        eta = left / (done / copying) if done > 0 and left > 0 and copying > 0 else None
+        eta = left / (done / copying) if done > 0 and left > 0 and copying > 0 and not self.so_far else None
         return Snapshot(
             self.objects,
             self.total_objects,
@@ -182,6 +192,7 @@ class Progress:
             now - self.started,
             throughput(done, now - self.started),
             eta,
+            self.so_far,
         )
 
     def line(self) -> str:

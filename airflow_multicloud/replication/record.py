@@ -26,31 +26,34 @@ class Recorder:
         self,
         source: Location,
         destinations: Sequence[Location],
-        plan: Plan,
         summary: RunSummary,
         header: dict[str, Any],
         manifest_dir: str,
     ) -> None:
-        self.destinations, self.plan, self.summary = destinations, plan, summary
+        self.destinations, self.summary = destinations, summary
         self.writers: list[ManifestWriter] = []
         for dest in destinations:
             key = manifest_key(dest, summary.run_id, Kind.RUN, manifest_dir)
             head = {"run_id": summary.run_id, "kind": Kind.RUN.value, "source": source.uri, "destination": dest.uri}
             self.writers.append(ManifestWriter(dest, key, {**head, **header}))
-        for d, dest in enumerate(destinations):
-            held = plan.skipped.get(d, 0)
-            summary.skipped += held
+        for dest in destinations:
             summary.per_destination.append(
                 {
                     "destination": dest.uri,
                     "copied": 0,
-                    "skipped": held,
+                    "skipped": 0,
                     "failed": 0,
                     "conflicts": 0,
                     "copied_bytes": 0,
                     "deleted": 0,
                 }
             )
+
+    def held_skips(self, plan: Plan) -> None:
+        """Count the skips the plan kept no entry for (an earlier verified record backs them): once it is complete."""
+        for d, held in plan.skipped.items():
+            self.summary.skipped += held
+            self.summary.per_destination[d]["skipped"] += held
 
     def add(self, entry: PlanEntry, copied: list[ObjectResult]) -> None:
         """Record one entry: its copies' results, and what the plan decided for its other destinations."""

@@ -8,7 +8,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 
-from airflow_multicloud.replication.model import PlanEntry
+from airflow_multicloud.replication.model import PlanAction, PlanEntry
 
 #: bytes of serialised entries gathered before a write, and read at once when iterating
 _CHUNK = 1 << 18
@@ -25,8 +25,15 @@ class EntrySpool:
         self._pending_bytes = 0
         self._size = 0
         self._count = 0
+        #: entries with a copy to make, and the bytes those copies write: counted as entries come, so the copy's
+        #: progress knows its totals without reading the file once more
+        self.copies = 0
+        self.copy_bytes = 0
 
     def append(self, entry: PlanEntry) -> None:
+        if n := copies_of(entry):
+            self.copies += 1
+            self.copy_bytes += entry.obj.size * n
         line = (json.dumps(entry.to_json(), separators=(",", ":")) + "\n").encode()
         self._pending.append(line)
         self._pending_bytes += len(line)
@@ -60,3 +67,8 @@ class EntrySpool:
 
     def close(self) -> None:
         self._file.close()
+
+
+def copies_of(entry: PlanEntry) -> int:
+    """How many destinations ``entry`` is copied to."""
+    return sum(1 for a in entry.actions.values() if a == PlanAction.COPY)

@@ -10,7 +10,7 @@ another run may be writing it, or this run resumes it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -70,7 +70,7 @@ def _why(source: Location, rel: str, age: timedelta | None, stale_age: timedelta
 def clean_uploads(
     source: Location,
     destinations: Sequence[Location],
-    planned: Collection[str],
+    planned: Collection[str] | Callable[[set[str]], Collection[str]],
     stale_age: timedelta,
     *,
     dry_run: bool = False,
@@ -78,29 +78,33 @@ def clean_uploads(
 ) -> list[Leftover]:
     """Find the left-over unfinished uploads under each destination, abort them (unless ``dry_run``), log each.
 
-    :param planned: keys relative to the source prefix that the run's plan found at the source.
+    :param planned: keys relative to the source prefix that the run's plan found at the source, or a function
+        that says which of the keys it is given the plan found (asked once, with the keys of the young uploads: a
+        plan of millions is then read once and never held); a key it does not name is looked up at the source.
     :return: every left-over upload found, with whether it was aborted; none is skipped silently.
     """
     now = now or datetime.now(UTC)
     found: list[Leftover] = []
+    listed: list[tuple[Location, UploadInfo, str, timedelta | None]] = []
     for dest in destinations:
         try:
             uploads = list(dest.store.list_multipart_uploads(dest.prefix))
         except StoreError as exc:
             log.warning("cannot list the unfinished uploads under %s, none cleaned there: %s", dest.uri, exc)
             continue
-        for upload in uploads:
-            rel = upload.key[len(dest.prefix) :]
-            age = _age(upload, now)
-            try:
-                reason = _why(source, rel, age, stale_age, planned)
-            except StoreError as exc:
-                log.warning("keeping unfinished upload of %s: cannot tell whether it is left over (%s)", rel, exc)
-                continue
-            if not reason:
-                continue
-            aborted = not dry_run and dest.store.abort_quietly(upload.key, upload.upload_id)
-            leftover = Leftover(dest.store.uri(upload.key), upload.upload_id, age, reason, aborted, dry_run)
-            log.warning("unfinished upload %s", leftover)
-            found.append(leftover)
+        listed.extend((dest, u, u.key[len(dest.prefix) :], _age(u, now)) for u in uploads)
+    if callable(planned):
+        planned = planned({rel for _, _, rel, age in listed if age is None or age < stale_age})
+    for dest, upload, rel, age in listed:
+        try:
+            reason = _why(source, rel, age, stale_age, planned)
+        except StoreError as exc:
+            log.warning("keeping unfinished upload of %s: cannot tell whether it is left over (%s)", rel, exc)
+            continue
+        if not reason:
+            continue
+        aborted = not dry_run and dest.store.abort_quietly(upload.key, upload.upload_id)
+        leftover = Leftover(dest.store.uri(upload.key), upload.upload_id, age, reason, aborted, dry_run)
+        log.warning("unfinished upload %s", leftover)
+        found.append(leftover)
     return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import heapq
+import json
 import os
 import random
 import tracemalloc
@@ -17,10 +18,10 @@ import pytest
 from airflow_multicloud.errors import AccessDeniedError
 from airflow_multicloud.replication.copy import CopyOptions
 from airflow_multicloud.replication.engine import ReplicationError, ReplicationOptions, replicate
-from airflow_multicloud.replication.manifest import Kind, ManifestWriter, manifest_key
+from airflow_multicloud.replication.manifest import Kind, ManifestWriter, manifest_key, record_key
 from airflow_multicloud.replication.merge import ListingOrderError
-from airflow_multicloud.replication.model import Location, PlanAction
-from airflow_multicloud.replication.plan import Filters, plan_copy
+from airflow_multicloud.replication.model import Location, PlanAction, SourceObject
+from airflow_multicloud.replication.plan import Filters, _parsed, _quick_same, _same_version, plan_copy
 from airflow_multicloud.replication.record import KEY_SAMPLE
 from airflow_multicloud.stores.base import ObjectInfo
 from airflow_multicloud.stores.local import LocalStore
@@ -140,3 +141,38 @@ def test_failures_are_counted_with_a_bounded_sample_of_keys(tmp_path: Path) -> N
     summary = err.value.summary
     assert summary.failed == len(files) and len(summary.failed_keys) == KEY_SAMPLE
     assert all("access denied" in k for k in summary.failed_keys)
+
+
+def test_the_quick_skip_says_yes_only_where_the_parsed_record_does() -> None:
+    """The merge reads size and ETags off a serialised record without parsing it: it may say "no" where the full
+    decision says "yes" (that object then takes the full path), never the other way round."""
+    obj = SourceObject('we"ird/"size": 5,.bin', 5, '"abc"', STAMP)
+    dest = ObjectInfo("x/" + obj.rel, 5, '"D1"', STAMP)
+    good = {"key": obj.rel, "size": 5, "source_etag": '"abc"', "dest_etag": '"D1"', "status": "copied", "crc64": "1"}
+    variants = [
+        good,
+        {**good, "size": 55},
+        {**good, "size": "5"},
+        {**good, "source_etag": '"ABC"'},  # the same ETag in other case: only the full decision sees it
+        {**good, "source_etag": "abc"},
+        {**good, "dest_etag": '"D2"'},
+        {**good, "status": "deleted"},
+        {"key": obj.rel, "status": "deleted", "note": '"size": 5, "source_etag": "\\"abc\\"",'},
+        {k: v for k, v in good.items() if k != "dest_etag"},
+        {**good, "error": '"size": 5, "source_etag": "\\"abc\\"", "dest_etag": "\\"D1\\"",', "size": 6},
+    ]
+    info = ObjectInfo(obj.rel, obj.size, obj.etag, obj.last_modified)
+    for record in variants:
+        line = json.dumps({"type": "object", **record}, sort_keys=True)
+        assert record_key(line) == obj.rel
+        parsed = _parsed(line, Location(LocalStore("/nonexistent"), ""))
+        full = _same_version(obj, dest, parsed)
+        assert not _quick_same(info, [dest], [line]) or full, record
+    assert _quick_same(info, [dest], [json.dumps(good, sort_keys=True)])
+    assert not _quick_same(info, [dest, None], [json.dumps(good, sort_keys=True), None])
+
+
+def test_record_keys_are_read_as_json_decodes_them() -> None:
+    for key in ["é.csv", 'a"b', "a\\b", "tab\there", "\u2028", "k"]:
+        assert record_key(json.dumps({"crc64": "1", "key": key, "size": 1}, sort_keys=True)) == key
+        assert record_key(json.dumps({"key": key}, separators=(",", ":"))) == key
