@@ -177,7 +177,10 @@ def test_replicate_and_verify_with_environment_connections_never_import_airflow(
     assert run.stdout.strip().endswith("AIRFLOW_IMPORTED False"), run.stderr[-2000:]
     summary = json.loads(run.stdout[: run.stdout.rindex("AIRFLOW_IMPORTED")])
     assert (summary["copied"], summary["failed"]) == (9, 0)
-    assert run.stderr == "", "quiet by default: a clean run writes nothing to stderr when it is not a terminal"
+    # quiet by default when not a terminal: nothing but a progress line every 10 s, should the run last that long
+    # (it does on a loaded machine: the line is the CLI's design, not noise)
+    noise = [line for line in run.stderr.splitlines() if line.strip() and not re.search(r"\d+/\d+ objects", line)]
+    assert noise == [], run.stderr[-3000:]
     check = _cli_run(["verify", src, *dests], env)
     assert check.returncode == 0, check.stderr[-3000:]
     assert check.stdout.strip().endswith("AIRFLOW_IMPORTED False")
