@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# one group under xdist (``make test``): both tests on one worker, so the module fixture builds the wheel once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wheel")]
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "user_local_copy"
