@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 
-# one group under xdist (``make test``): both tests on one worker, so the module fixture builds the wheel once
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wheel")]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "user_local_copy"
