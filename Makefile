@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# pytest-xdist workers: most tests wait on local servers, subprocesses and Airflow, so two overlap well on 2 cores
+# (the tests that start a real Airflow form one group, run by one worker; tests/conftest.py); 0 runs in this process
+PYTEST_WORKERS ?= 2
 
 .PHONY: install test lint docs demo bench serve-local airflow clean
 
@@ -25,7 +28,7 @@ docs: install
 	$(VENV)/bin/mkdocs build --strict --quiet
 
 test: lint docs
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 demo: install
 	$(VENV)/bin/multicloud demo
