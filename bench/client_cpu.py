@@ -24,7 +24,7 @@ META = {"multicloud-crc64": "0000000000000000", "multicloud-source-size": "16384
 
 
 def _boto3(src_ep: str, dst_ep: str, bucket: str, prefix: str) -> tuple[list[tuple[str, str]], Any]:
-    from airflow_multicloud.stores.s3 import make_client
+    from airflow_multicloud.stores.s3_client import make_client
     from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 
     src = make_client(ACCESS_KEY, SECRET_KEY, None, "us-east-1", src_ep)
