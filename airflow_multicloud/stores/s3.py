@@ -29,6 +29,8 @@ from airflow_multicloud.stores.base import (
 )
 from airflow_multicloud.stores.retention import ObjectRetention, RetentionStatus
 from airflow_multicloud.stores.s3_client import UNHASHED, make_client, tune_client
+from airflow_multicloud.stores.s3_fast import DATA_CLIENT_EXTRA, DATA_CLIENTS, FastData, answer, key_fits
+from airflow_multicloud.stores.s3_fast import errors as fast_errors
 from airflow_multicloud.stores.s3_proof import encrypted, parts_count, proof_info
 
 if TYPE_CHECKING:
@@ -66,18 +68,27 @@ _TRANSIENT = {
 _INTEGRITY = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}
 
 
-def _wants_lock_digest(exc: Any) -> bool:
+def _wants_lock_digest(exc: BaseException | None) -> bool:
     """S3's answer to an upload without Content-MD5 or checksum into an Object Lock bucket: 400 InvalidRequest
     "Content-MD5 OR x-amz-checksum- HTTP header is required ..." (moto names the code after the case)."""
-    err = exc.response.get("Error", {})
-    code, message = str(err.get("Code")), str(err.get("Message", "")).lower()
-    return code in ("InvalidRequest", "MissingUploadObjectWithObjectLockHeaders") and "content-md5" in message
+    got = answer(exc) if exc is not None else None
+    if got is not None:
+        code, message = got.code, got.message
+    elif isinstance(getattr(exc, "response", None), dict):
+        err = exc.response.get("Error", {})  # type: ignore[union-attr]
+        code, message = str(err.get("Code")), str(err.get("Message", ""))
+    else:
+        return False
+    return code in ("InvalidRequest", "MissingUploadObjectWithObjectLockHeaders") and "content-md5" in message.lower()
 
 
 class S3Store(ObjectStore):
     """One S3 bucket.
 
     :param client: a boto3 S3 client (e.g. from ``S3Hook(aws_conn_id=...).get_conn()``).
+    :param data_client: ``"obstore"``: GET and single PUT through obstore, built from ``client`` (its endpoint,
+        region, credentials, timeouts); ``"boto3"``: every request through ``client``. Uploads under Object Lock
+        and keys obstore would change (``dir/``, ``a//b``) always go through ``client``.
     """
 
     scheme = "s3"
@@ -86,10 +97,22 @@ class S3Store(ObjectStore):
     copy_threshold: ClassVar[int] = 5 * GiB
 
     def __init__(
-        self, client: S3Client, bucket: str, *, label: str = "", transfer: TransferConfig | None = None
+        self,
+        client: S3Client,
+        bucket: str,
+        *,
+        label: str = "",
+        transfer: TransferConfig | None = None,
+        data_client: str = "obstore",
     ) -> None:
         super().__init__(bucket, label=label, transfer=transfer)
+        if data_client not in DATA_CLIENTS:
+            raise ValueError(
+                f"S3 data client {data_client!r} for bucket {bucket!r} ({label or 'no connection id'}): use "
+                f"{' or '.join(map(repr, DATA_CLIENTS))} (extra {DATA_CLIENT_EXTRA!r} of the connection)"
+            )
         self.client = client
+        self.data_client = data_client
         tune_client(client)
 
     @classmethod
@@ -104,10 +127,11 @@ class S3Store(ObjectStore):
         endpoint_url: str | None = None,
         label: str = "",
         transfer: TransferConfig | None = None,
+        data_client: str = "obstore",
     ) -> S3Store:
         pool = max(CLIENT_POOL_SIZE, 2 * (transfer or TransferConfig()).max_concurrency)
         client = make_client(access_key_id, secret_access_key, session_token, region, endpoint_url, pool)
-        return cls(client, bucket, label=label, transfer=transfer)
+        return cls(client, bucket, label=label, transfer=transfer, data_client=data_client)
 
     @property
     def endpoint_id(self) -> str:
@@ -132,15 +156,35 @@ class S3Store(ObjectStore):
             return bool(explicit)
         return not str(self.client.meta.endpoint_url).lower().startswith("https:")
 
+    @functools.cached_property
+    def _fast(self) -> FastData | None:
+        """obstore's GET and PUT for this bucket; None: boto3 does them (``data_client``, or client settings obstore
+        cannot follow)."""
+        if self.data_client != "obstore":
+            return None
+        from airflow_multicloud.stores.s3_fast import from_client
+
+        return from_client(self.client, self.bucket)
+
+    def _fast_for(self, key: str) -> FastData | None:
+        return self._fast if key_fits(key) else None
+
     def _digest(self, data: bytes, md5: bytes | None = None) -> dict[str, str]:
         return {} if self.payload_signed else {"ContentMD5": md5_b64(data, md5)}
 
     # ---- errors --------------------------------------------------------------------------------------
-    def _raise(self, exc: Exception, key: str | None, action: str) -> NoReturn:
-        """Turn a botocore error into one of ours; messages name the URI and the label, never a secret."""
+    def _raise(self, exc: BaseException, key: str | None, action: str) -> NoReturn:
+        """Turn a botocore or obstore error into one of ours; messages name the URI and the label, never a secret."""
         from botocore.exceptions import ClientError, FlexibleChecksumError, NoCredentialsError
 
         where = self.uri(key) if key is not None else self.uri()
+        got = answer(exc)
+        if got is not None:
+            if got.no_credentials:
+                raise AccessDeniedError(f"{action} {where}: connection {self.label!r} gave no usable AWS credentials")
+            if not got.status:
+                raise TransientStoreError(f"{action} {where}: connection problem with S3 (obstore: no answer)") from exc
+            self._raise_answer(exc, key, action, got.code, got.status, got.message, None)
         if isinstance(exc, NoCredentialsError):
             raise AccessDeniedError(f"{action} {where}: connection {self.label!r} has no AWS credentials") from exc
         if isinstance(exc, FlexibleChecksumError):
@@ -148,8 +192,24 @@ class S3Store(ObjectStore):
         if not isinstance(exc, ClientError):
             raise TransientStoreError(f"{action} {where}: connection problem with S3 ({type(exc).__name__})") from exc
         err = exc.response.get("Error", {})
-        code = str(err.get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        expected = err.get("Region") or exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(
+            "x-amz-bucket-region"
+        )
+        self._raise_answer(exc, key, action, str(err.get("Code", "")), status, str(err.get("Message", "")), expected)
+
+    def _raise_answer(
+        self,
+        exc: BaseException,
+        key: str | None,
+        action: str,
+        code: str,
+        status: int,
+        message: str,
+        expected: str | None,
+    ) -> NoReturn:
+        """One of our errors for S3's answer (``expected``: the bucket's region where S3 named it)."""
+        where = self.uri(key) if key is not None else self.uri()
         if code == "NoSuchBucket":
             raise BucketNotFoundError(
                 f"{action} {where}: bucket {self.bucket!r} does not exist (connection {self.label!r})"
@@ -163,12 +223,9 @@ class S3Store(ObjectStore):
         if code == "NoSuchUpload":
             raise ObjectNotFoundError(f"{action} {where}: the multipart upload does not exist (any more)") from exc
         if code in _WRONG_REGION or status == 301:
-            expected = err.get("Region") or exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(
-                "x-amz-bucket-region"
-            )
             raise AccessDeniedError(
                 f"{action} {where}: S3 refused the region of connection {self.label!r} ("
-                f"{self.client.meta.region_name!r}; {code}: {err.get('Message', '')}): set its extra region_name to "
+                f"{self.client.meta.region_name!r}; {code}: {message}): set its extra region_name to "
                 f"the bucket's region{f' ({expected!r})' if expected else ''}"
             ) from exc
         if code in _DENIED or status == 403:
@@ -182,7 +239,7 @@ class S3Store(ObjectStore):
             ) from exc
         if code in _TRANSIENT or status >= 500 or status == 429:
             raise TransientStoreError(f"{action} {where}: S3 answered {status} {code}, worth retrying") from exc
-        raise StoreError(f"{action} {where}: S3 answered {status} {code}: {err.get('Message', '')}") from exc
+        raise StoreError(f"{action} {where}: S3 answered {status} {code}: {message}") from exc
 
     @contextlib.contextmanager
     def _errors(self, key: str | None, action: str) -> Iterator[None]:
@@ -190,7 +247,7 @@ class S3Store(ObjectStore):
 
         try:
             yield
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, *fast_errors()) as exc:
             self._raise(exc, key, action)
 
     def _bucket_exists(self) -> bool:
@@ -262,6 +319,11 @@ class S3Store(ObjectStore):
 
     def read(self, key: str, start: int = 0, end: int | None = None, chunk_size: int = MiB) -> Iterator[bytes]:
         if end is not None and end <= start:
+            return
+        fast = self._fast_for(key)
+        if fast is not None:
+            with self._errors(key, "GET"):
+                yield from fast.read(key, start, end, chunk_size)
             return
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if start > 0 or end is not None:
@@ -383,6 +445,15 @@ class S3Store(ObjectStore):
         content_type: str | None = None,
         md5: bytes | None = None,
     ) -> str:
+        fast = None if self._locked_uploads else self._fast_for(key)
+        if fast is not None:
+            try:
+                with self._errors(key, "PUT"):
+                    return fast.put(key, data, metadata, content_type)
+            except StoreError as exc:
+                if not _wants_lock_digest(exc.__cause__):
+                    raise
+                self.lock_digest = True  # a bucket default retention: boto3 sends it again with a Content-MD5
         extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
         extra.update(self._lock_args())
         put = functools.partial(self.client.put_object, Bucket=self.bucket, Key=key, Metadata=dict(metadata), **extra)
@@ -415,7 +486,6 @@ class S3Store(ObjectStore):
     def _upload(self, send: Callable[..., Any], key: str, action: str, data: bytes, md5: bytes | None = None) -> Any:
         """``send(Body=data, ...)`` with the digest this bucket needs; sent once more, with a Content-MD5, when S3
         answers that an Object Lock bucket wants one (a bucket default retention the run did not know of)."""
-        from botocore.exceptions import ClientError
 
         for _ in range(2):
             lock = self._locked_uploads
@@ -424,8 +494,7 @@ class S3Store(ObjectStore):
                 with self._errors(key, action):
                     return send(Body=data, **digest)
             except StoreError as exc:
-                cause = exc.__cause__
-                if lock or not (isinstance(cause, ClientError) and _wants_lock_digest(cause)):
+                if lock or not _wants_lock_digest(exc.__cause__):
                     raise
                 self.lock_digest = True
         raise AssertionError("unreachable")
