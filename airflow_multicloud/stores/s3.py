@@ -169,6 +169,21 @@ class S3Store(ObjectStore):
     def _fast_for(self, key: str) -> FastData | None:
         return self._fast if key_fits(key) else None
 
+    def _boto3_instead(self, exc: StoreError) -> bool:
+        """True when boto3 should send what obstore was refused: S3 named another region (botocore follows such
+        redirects and learns the bucket's region; obstore does not), or an Object Lock bucket wants a Content-MD5
+        (a default retention the run did not know of)."""
+        got = answer(exc.__cause__) if exc.__cause__ is not None else None
+        if got is None:
+            return False
+        if got.code in _WRONG_REGION or got.status == 301:
+            self._fast = None
+            return True
+        if _wants_lock_digest(exc.__cause__):
+            self.lock_digest = True
+            return True
+        return False
+
     def _digest(self, data: bytes, md5: bytes | None = None) -> dict[str, str]:
         return {} if self.payload_signed else {"ContentMD5": md5_b64(data, md5)}
 
@@ -322,9 +337,16 @@ class S3Store(ObjectStore):
             return
         fast = self._fast_for(key)
         if fast is not None:
-            with self._errors(key, "GET"):
-                yield from fast.read(key, start, end, chunk_size)
-            return
+            sent = False
+            try:
+                with self._errors(key, "GET"):
+                    for chunk in fast.read(key, start, end, chunk_size):
+                        sent = True
+                        yield chunk
+                return
+            except StoreError as exc:
+                if sent or not self._boto3_instead(exc):
+                    raise
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if start > 0 or end is not None:
             kwargs["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
@@ -451,9 +473,8 @@ class S3Store(ObjectStore):
                 with self._errors(key, "PUT"):
                     return fast.put(key, data, metadata, content_type)
             except StoreError as exc:
-                if not _wants_lock_digest(exc.__cause__):
+                if not self._boto3_instead(exc):
                     raise
-                self.lock_digest = True  # a bucket default retention: boto3 sends it again with a Content-MD5
         extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
         extra.update(self._lock_args())
         put = functools.partial(self.client.put_object, Bucket=self.bucket, Key=key, Metadata=dict(metadata), **extra)

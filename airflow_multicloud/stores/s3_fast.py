@@ -167,12 +167,16 @@ def from_client(client: Any, bucket: str) -> FastData | None:
         if credentials is None:
             return None
         kwargs.update(_credentials(credentials))
+    try:
+        client_options = _client_options(client, endpoint)
+    except OSError:
+        return None
     store = S3Store(
         bucket,
         endpoint=endpoint,
         region=client.meta.region_name or "us-east-1",
         virtual_hosted_style_request=virtual,
-        client_options=_client_options(client, endpoint),
+        client_options=client_options,
         retry_config=_retry_config(config),
         **kwargs,
     )
@@ -240,7 +244,7 @@ def _client_options(client: Any, endpoint: str) -> ClientConfig:
     if verify is False:
         options["allow_invalid_certificates"] = True
     elif isinstance(verify, str) and endpoint.startswith("https:"):
-        with open(verify, "rb") as pem:
+        with open(verify, "rb") as pem:  # a bundle that cannot be read: OSError, and boto3 does the data path
             options["root_certificate"] = pem.read()
     return options
 

@@ -256,3 +256,19 @@ def test_a_stalled_server_fails_the_request_within_the_clients_read_timeout(stal
         b"".join(store.read("k"))
     with pytest.raises(TransientStoreError, match="connection problem"):
         store.put_object("k", b"1", metadata={})
+
+
+@pytest.mark.parametrize("code", ["AuthorizationHeaderMalformed", "PermanentRedirect"])
+def test_a_region_refused_to_obstore_is_left_to_botocore(service: S3Service, code: str) -> None:
+    """botocore follows S3's answers about a bucket's region (and remembers it); obstore does not: the store then
+    sends the same request through boto3, and from then on every request."""
+    store = _store(service, service.create_bucket())
+    store.put_object("k", b"here", metadata={})
+    status = 301 if code == "PermanentRedirect" else 400
+    service.faults.add("status", operation="GetObject", status=status, code=code, times=1)
+    assert b"".join(store.read("k")) == b"here"
+    assert store._fast is None
+    other = _store(service, store.bucket)
+    service.faults.add("status", operation="PutObject", status=status, code=code, times=1)
+    other.put_object("k2", b"there", metadata={})
+    assert other._fast is None and b"".join(other.read("k2")) == b"there"
