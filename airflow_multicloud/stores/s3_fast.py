@@ -57,6 +57,8 @@ def answer(exc: BaseException) -> Answer | None:
     from obstore.exceptions import UnauthenticatedError
 
     text = str(exc)
+    if "Received redirect without LOCATION" in text:  # how object_store reports S3's 301 for another region
+        return Answer(301, "PermanentRedirect", "the bucket is in another region")
     status = _STATUS.search(text)
     code = _CODE.search(text)
     message = _MESSAGE.search(text)
