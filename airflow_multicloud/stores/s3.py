@@ -196,7 +196,9 @@ class S3Store(ObjectStore):
         got = answer(exc)
         if got is not None:
             if got.no_credentials:
-                raise AccessDeniedError(f"{action} {where}: connection {self.label!r} gave no usable AWS credentials")
+                raise AccessDeniedError(
+                    f"{action} {where}: connection {self.label!r} gave no usable AWS credentials"
+                ) from exc
             if not got.status:
                 raise TransientStoreError(f"{action} {where}: connection problem with S3 (obstore: no answer)") from exc
             self._raise_answer(exc, key, action, got.code, got.status, got.message, None)
