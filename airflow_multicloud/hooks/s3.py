@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_multicloud.hooks.settings import s3_client_config
+from airflow_multicloud.hooks.settings import s3_client_config, s3_data_client
 from airflow_multicloud.stores.base import TransferConfig
 from airflow_multicloud.stores.s3 import S3Store
 
@@ -31,8 +31,9 @@ def s3_store_from_connection(
 
     Errors name ``conn_id``, never its secret.
     """
-    client = (hook or make_s3_hook(conn_id)).get_conn()
-    return S3Store(client, bucket, label=conn_id, transfer=transfer)
+    hook = hook or make_s3_hook(conn_id)
+    data_client = s3_data_client(hook.conn_config.extra_config, conn_id)
+    return S3Store(hook.get_conn(), bucket, label=conn_id, transfer=transfer, data_client=data_client)
 
 
 def open_bucket(conn_id: str, bucket: str, transfer: TransferConfig | None = None) -> tuple[S3Store, Any]:

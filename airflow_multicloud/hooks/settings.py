@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from airflow_multicloud.errors import MulticloudError
 from airflow_multicloud.stores.base import CLIENT_POOL_SIZE, TransferConfig
+from airflow_multicloud.stores.s3_fast import DATA_CLIENT_EXTRA, DATA_CLIENTS
 
 if TYPE_CHECKING:
     from airflow_multicloud.stores.base import ObjectStore
@@ -42,6 +43,10 @@ class CosConnectionError(MulticloudError, ValueError):
 
 class OssConnectionError(MulticloudError, ValueError):
     """The Airflow connection lacks a field OSS needs, or has an invalid one."""
+
+
+class S3ConnectionError(MulticloudError, ValueError):
+    """An S3 (``aws``) connection has an invalid extra of ours."""
 
 
 def _field(extra: dict[str, Any], conn_type: str, name: str) -> str | None:
@@ -177,8 +182,20 @@ _PLAIN_AWS_EXTRA = frozenset(
         "aws_session_token",
         "config_kwargs",
         "verify",
+        DATA_CLIENT_EXTRA,
     }
 )
+
+
+def s3_data_client(extra: dict[str, Any] | None, cid: str) -> str:
+    """Which client does the S3 store's GET and PUT: the connection's extra ``multicloud_data_client`` (``obstore``,
+    the default, or ``boto3``); errors name ``cid``."""
+    value = str((extra or {}).get(DATA_CLIENT_EXTRA) or "obstore").strip().lower()
+    if value not in DATA_CLIENTS:
+        raise S3ConnectionError(
+            f'Airflow connection {cid!r}: extra "{DATA_CLIENT_EXTRA}" must be "obstore" or "boto3", not {value!r}'
+        )
+    return value
 
 
 def s3_client_config(config_kwargs: dict[str, Any] | None = None) -> Any:
@@ -226,4 +243,4 @@ def open_s3_env(
         config=s3_client_config(extra.get("config_kwargs")),
         verify=extra.get("verify"),
     )
-    return S3Store(client, bucket, label=cid, transfer=transfer)
+    return S3Store(client, bucket, label=cid, transfer=transfer, data_client=s3_data_client(extra, cid))

@@ -5,11 +5,8 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow_multicloud.errors import (
@@ -31,6 +28,9 @@ from airflow_multicloud.stores.base import (
     md5_b64,
 )
 from airflow_multicloud.stores.retention import ObjectRetention, RetentionStatus
+from airflow_multicloud.stores.s3_client import UNHASHED, make_client, tune_client
+from airflow_multicloud.stores.s3_fast import DATA_CLIENT_EXTRA, DATA_CLIENTS, FastData, answer, key_fits
+from airflow_multicloud.stores.s3_fast import errors as fast_errors
 from airflow_multicloud.stores.s3_proof import encrypted, parts_count, proof_info
 
 if TYPE_CHECKING:
@@ -68,106 +68,27 @@ _TRANSIENT = {
 _INTEGRITY = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}
 
 
-def make_client(
-    access_key_id: str | None,
-    secret_access_key: str | None,
-    session_token: str | None,
-    region: str | None,
-    endpoint_url: str | None,
-    max_pool_connections: int = CLIENT_POOL_SIZE,
-) -> S3Client:
-    """A boto3 S3 client; path-style addressing for custom endpoints (IPs and most S3-compatible servers)."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        region_name=region,
-        signature_version="s3v4",
-        s3={"addressing_style": "path" if endpoint_url else "auto"},
-        retries={"max_attempts": 3, "mode": "standard"},
-        max_pool_connections=max_pool_connections,
-        # the signed payload (http) or Content-MD5 (https) already protects every PUT; a CRC32 would be another pass
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
-    session = boto3.session.Session(
-        aws_access_key_id=access_key_id,
-        aws_secret_access_key=secret_access_key,
-        aws_session_token=session_token,
-        region_name=region,
-    )
-    return session.client("s3", endpoint_url=endpoint_url, config=config)
-
-
-def parse_timestamp(value: Any) -> datetime:
-    """botocore's timestamp parsing, without dateutil for the two forms S3 sends.
-
-    botocore hands every timestamp to dateutil (~80 us each): a 5,000-key listing spent most of its client time
-    there. ISO 8601 (listings: ``2026-11-26T08:00:00.000Z``) and RFC 1123 (headers) have exact parsers in the
-    standard library; anything else still goes to botocore's own parser, so results never differ.
-    """
-    if isinstance(value, str):
-        try:
-            if len(value) >= 20 and value[10] == "T" and value[-1] == "Z":
-                return datetime.fromisoformat(value)
-            if value.endswith(" GMT"):
-                return parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            pass
-    from botocore.utils import parse_timestamp as botocore_parse
-
-    return botocore_parse(value)
-
-
-def use_fast_timestamps(client: Any) -> None:
-    """Make ``client`` parse response timestamps with :func:`parse_timestamp` (and other clients of its session:
-    botocore shares one parser factory per session; the results are the same datetimes, only faster)."""
-    factory = getattr(getattr(client, "_endpoint", None), "_response_parser_factory", None)
-    if factory is not None and hasattr(factory, "set_parser_defaults"):  # botocore internals: skip if they change
-        factory.set_parser_defaults(timestamp_parser=parse_timestamp)
-
-
-#: bodies below this go without ``Expect: 100-continue`` (the AWS SDK for Go draws the line at 2 MiB too)
-EXPECT_CONTINUE_FROM = 2 * MiB
-
-
-def _drop_expect_for_small_bodies(params: dict[str, Any], **_: Any) -> None:
-    """botocore asks every PUT to wait for ``100 Continue`` before sending its body: a round trip and a server
-    reply per request, there to spare re-sending a large body that would be refused. Small bodies skip it."""
-    headers = params.get("headers") or {}
-    body = params.get("body")
-    if "Expect" in headers and body is not None:
-        from botocore.utils import determine_content_length
-
-        size = determine_content_length(body)
-        if size is not None and size < EXPECT_CONTINUE_FROM:
-            del headers["Expect"]
-
-
-#: set while this thread sends a part whose payload goes unhashed (UNSIGNED-PAYLOAD): its MD5 proves it instead
-_UNHASHED = threading.local()
-
-
-def _wants_lock_digest(exc: Any) -> bool:
+def _wants_lock_digest(exc: BaseException | None) -> bool:
     """S3's answer to an upload without Content-MD5 or checksum into an Object Lock bucket: 400 InvalidRequest
     "Content-MD5 OR x-amz-checksum- HTTP header is required ..." (moto names the code after the case)."""
-    err = exc.response.get("Error", {})
-    code, message = str(err.get("Code")), str(err.get("Message", "")).lower()
-    return code in ("InvalidRequest", "MissingUploadObjectWithObjectLockHeaders") and "content-md5" in message
-
-
-def _unsigned_payload_when_asked(request: Any, **_: Any) -> None:
-    """botocore hashes every S3 payload it signs over http (SHA-256: a pass over each byte); a part that
-    :meth:`S3Store.upload_part_by_md5` sends goes as UNSIGNED-PAYLOAD instead (S3's own switch for it)."""
-    config = getattr(_UNHASHED, "config", None)
-    if config is not None:
-        request.context["client_config"] = config
+    got = answer(exc) if exc is not None else None
+    if got is not None:
+        code, message = got.code, got.message
+    elif isinstance(getattr(exc, "response", None), dict):
+        err = exc.response.get("Error", {})  # type: ignore[union-attr]
+        code, message = str(err.get("Code")), str(err.get("Message", ""))
+    else:
+        return False
+    return code in ("InvalidRequest", "MissingUploadObjectWithObjectLockHeaders") and "content-md5" in message.lower()
 
 
 class S3Store(ObjectStore):
     """One S3 bucket.
 
     :param client: a boto3 S3 client (e.g. from ``S3Hook(aws_conn_id=...).get_conn()``).
+    :param data_client: ``"obstore"``: GET and single PUT through obstore, built from ``client`` (its endpoint,
+        region, credentials, timeouts); ``"boto3"``: every request through ``client``. Uploads under Object Lock
+        and keys obstore would change (``dir/``, ``a//b``) always go through ``client``.
     """
 
     scheme = "s3"
@@ -176,18 +97,23 @@ class S3Store(ObjectStore):
     copy_threshold: ClassVar[int] = 5 * GiB
 
     def __init__(
-        self, client: S3Client, bucket: str, *, label: str = "", transfer: TransferConfig | None = None
+        self,
+        client: S3Client,
+        bucket: str,
+        *,
+        label: str = "",
+        transfer: TransferConfig | None = None,
+        data_client: str = "obstore",
     ) -> None:
         super().__init__(bucket, label=label, transfer=transfer)
+        if data_client not in DATA_CLIENTS:
+            raise ValueError(
+                f"S3 data client {data_client!r} for bucket {bucket!r} ({label or 'no connection id'}): use "
+                f"{' or '.join(map(repr, DATA_CLIENTS))} (extra {DATA_CLIENT_EXTRA!r} of the connection)"
+            )
         self.client = client
-        use_fast_timestamps(client)
-        # after botocore's own before-call handler (which adds the header), once per client
-        client.meta.events.register_last(
-            "before-call.s3", _drop_expect_for_small_bodies, unique_id="airflow-multicloud-expect"
-        )
-        client.meta.events.register(
-            "before-sign.s3.UploadPart", _unsigned_payload_when_asked, unique_id="airflow-multicloud-unsigned"
-        )
+        self.data_client = data_client
+        tune_client(client)
 
     @classmethod
     def from_settings(
@@ -201,10 +127,11 @@ class S3Store(ObjectStore):
         endpoint_url: str | None = None,
         label: str = "",
         transfer: TransferConfig | None = None,
+        data_client: str = "obstore",
     ) -> S3Store:
         pool = max(CLIENT_POOL_SIZE, 2 * (transfer or TransferConfig()).max_concurrency)
         client = make_client(access_key_id, secret_access_key, session_token, region, endpoint_url, pool)
-        return cls(client, bucket, label=label, transfer=transfer)
+        return cls(client, bucket, label=label, transfer=transfer, data_client=data_client)
 
     @property
     def endpoint_id(self) -> str:
@@ -229,15 +156,52 @@ class S3Store(ObjectStore):
             return bool(explicit)
         return not str(self.client.meta.endpoint_url).lower().startswith("https:")
 
+    @functools.cached_property
+    def _fast(self) -> FastData | None:
+        """obstore's GET and PUT for this bucket; None: boto3 does them (``data_client``, or client settings obstore
+        cannot follow)."""
+        if self.data_client != "obstore":
+            return None
+        from airflow_multicloud.stores.s3_fast import from_client
+
+        return from_client(self.client, self.bucket)
+
+    def _fast_for(self, key: str) -> FastData | None:
+        return self._fast if key_fits(key) else None
+
+    def _boto3_instead(self, exc: StoreError) -> bool:
+        """True when boto3 should send what obstore was refused: S3 named another region (botocore follows such
+        redirects and learns the bucket's region; obstore does not), or an Object Lock bucket wants a Content-MD5
+        (a default retention the run did not know of)."""
+        got = answer(exc.__cause__) if exc.__cause__ is not None else None
+        if got is None:
+            return False
+        if got.code in _WRONG_REGION or got.status == 301:
+            self._fast = None
+            return True
+        if _wants_lock_digest(exc.__cause__):
+            self.lock_digest = True
+            return True
+        return False
+
     def _digest(self, data: bytes, md5: bytes | None = None) -> dict[str, str]:
         return {} if self.payload_signed else {"ContentMD5": md5_b64(data, md5)}
 
     # ---- errors --------------------------------------------------------------------------------------
-    def _raise(self, exc: Exception, key: str | None, action: str) -> NoReturn:
-        """Turn a botocore error into one of ours; messages name the URI and the label, never a secret."""
+    def _raise(self, exc: BaseException, key: str | None, action: str) -> NoReturn:
+        """Turn a botocore or obstore error into one of ours; messages name the URI and the label, never a secret."""
         from botocore.exceptions import ClientError, FlexibleChecksumError, NoCredentialsError
 
         where = self.uri(key) if key is not None else self.uri()
+        got = answer(exc)
+        if got is not None:
+            if got.no_credentials:
+                raise AccessDeniedError(
+                    f"{action} {where}: connection {self.label!r} gave no usable AWS credentials"
+                ) from exc
+            if not got.status:
+                raise TransientStoreError(f"{action} {where}: connection problem with S3 (obstore: no answer)") from exc
+            self._raise_answer(exc, key, action, got.code, got.status, got.message, None)
         if isinstance(exc, NoCredentialsError):
             raise AccessDeniedError(f"{action} {where}: connection {self.label!r} has no AWS credentials") from exc
         if isinstance(exc, FlexibleChecksumError):
@@ -245,8 +209,24 @@ class S3Store(ObjectStore):
         if not isinstance(exc, ClientError):
             raise TransientStoreError(f"{action} {where}: connection problem with S3 ({type(exc).__name__})") from exc
         err = exc.response.get("Error", {})
-        code = str(err.get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        expected = err.get("Region") or exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(
+            "x-amz-bucket-region"
+        )
+        self._raise_answer(exc, key, action, str(err.get("Code", "")), status, str(err.get("Message", "")), expected)
+
+    def _raise_answer(
+        self,
+        exc: BaseException,
+        key: str | None,
+        action: str,
+        code: str,
+        status: int,
+        message: str,
+        expected: str | None,
+    ) -> NoReturn:
+        """One of our errors for S3's answer (``expected``: the bucket's region where S3 named it)."""
+        where = self.uri(key) if key is not None else self.uri()
         if code == "NoSuchBucket":
             raise BucketNotFoundError(
                 f"{action} {where}: bucket {self.bucket!r} does not exist (connection {self.label!r})"
@@ -260,12 +240,9 @@ class S3Store(ObjectStore):
         if code == "NoSuchUpload":
             raise ObjectNotFoundError(f"{action} {where}: the multipart upload does not exist (any more)") from exc
         if code in _WRONG_REGION or status == 301:
-            expected = err.get("Region") or exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(
-                "x-amz-bucket-region"
-            )
             raise AccessDeniedError(
                 f"{action} {where}: S3 refused the region of connection {self.label!r} ("
-                f"{self.client.meta.region_name!r}; {code}: {err.get('Message', '')}): set its extra region_name to "
+                f"{self.client.meta.region_name!r}; {code}: {message}): set its extra region_name to "
                 f"the bucket's region{f' ({expected!r})' if expected else ''}"
             ) from exc
         if code in _DENIED or status == 403:
@@ -279,7 +256,7 @@ class S3Store(ObjectStore):
             ) from exc
         if code in _TRANSIENT or status >= 500 or status == 429:
             raise TransientStoreError(f"{action} {where}: S3 answered {status} {code}, worth retrying") from exc
-        raise StoreError(f"{action} {where}: S3 answered {status} {code}: {err.get('Message', '')}") from exc
+        raise StoreError(f"{action} {where}: S3 answered {status} {code}: {message}") from exc
 
     @contextlib.contextmanager
     def _errors(self, key: str | None, action: str) -> Iterator[None]:
@@ -287,7 +264,7 @@ class S3Store(ObjectStore):
 
         try:
             yield
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, *fast_errors()) as exc:
             self._raise(exc, key, action)
 
     def _bucket_exists(self) -> bool:
@@ -360,6 +337,18 @@ class S3Store(ObjectStore):
     def read(self, key: str, start: int = 0, end: int | None = None, chunk_size: int = MiB) -> Iterator[bytes]:
         if end is not None and end <= start:
             return
+        fast = self._fast_for(key)
+        if fast is not None:
+            sent = False
+            try:
+                with self._errors(key, "GET"):
+                    for chunk in fast.read(key, start, end, chunk_size):
+                        sent = True
+                        yield chunk
+                return
+            except StoreError as exc:
+                if sent or not self._boto3_instead(exc):
+                    raise
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if start > 0 or end is not None:
             kwargs["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
@@ -480,6 +469,14 @@ class S3Store(ObjectStore):
         content_type: str | None = None,
         md5: bytes | None = None,
     ) -> str:
+        fast = None if self._locked_uploads else self._fast_for(key)
+        if fast is not None:
+            try:
+                with self._errors(key, "PUT"):
+                    return fast.put(key, data, metadata, content_type)
+            except StoreError as exc:
+                if not self._boto3_instead(exc):
+                    raise
         extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
         extra.update(self._lock_args())
         put = functools.partial(self.client.put_object, Bucket=self.bucket, Key=key, Metadata=dict(metadata), **extra)
@@ -512,7 +509,6 @@ class S3Store(ObjectStore):
     def _upload(self, send: Callable[..., Any], key: str, action: str, data: bytes, md5: bytes | None = None) -> Any:
         """``send(Body=data, ...)`` with the digest this bucket needs; sent once more, with a Content-MD5, when S3
         answers that an Object Lock bucket wants one (a bucket default retention the run did not know of)."""
-        from botocore.exceptions import ClientError
 
         for _ in range(2):
             lock = self._locked_uploads
@@ -521,8 +517,7 @@ class S3Store(ObjectStore):
                 with self._errors(key, action):
                     return send(Body=data, **digest)
             except StoreError as exc:
-                cause = exc.__cause__
-                if lock or not (isinstance(cause, ClientError) and _wants_lock_digest(cause)):
+                if lock or not _wants_lock_digest(exc.__cause__):
                     raise
                 self.lock_digest = True
         raise AssertionError("unreachable")
@@ -540,14 +535,14 @@ class S3Store(ObjectStore):
         says the part is encrypted (SSE-KMS or SSE-C: ETags are no MD5s), it is sent again the usual way."""
         if self._locked_uploads:  # Object Lock: the part carries its Content-MD5
             return self.upload_part(key, upload_id, number, data), False
-        _UNHASHED.config = self._unsigned_config
+        UNHASHED.config = self._unsigned_config
         try:
             with self._errors(key, f"upload part {number} of"):
                 resp = self.client.upload_part(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
                 )
         finally:
-            _UNHASHED.config = None
+            UNHASHED.config = None
         if encrypted(resp):
             return self.upload_part(key, upload_id, number, data), True
         return str(resp["ETag"]), False

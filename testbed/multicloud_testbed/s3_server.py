@@ -364,7 +364,7 @@ class S3Service:
 
     def client(self, secret: str | None = None) -> Any:
         """A boto3 S3 client for this server."""
-        from airflow_multicloud.stores.s3 import make_client
+        from airflow_multicloud.stores.s3_client import make_client
 
         return make_client(ACCESS_KEY, secret or SECRET_KEY, None, self.region, self.endpoint)
 

@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError, IncompleteReadError, ResponseStreamingError
 
 from airflow_multicloud.errors import IntegrityError
-from airflow_multicloud.stores.s3 import make_client
+from airflow_multicloud.stores.s3_client import make_client
 from multicloud_testbed.s3_server import S3Service
 from multicloud_testbed.services import ACCESS_KEY, SECRET_KEY
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from botocore.utils import parse_timestamp as botocore_parse
 
-from airflow_multicloud.stores.s3 import S3Store, parse_timestamp
+from airflow_multicloud.stores.s3 import S3Store
+from airflow_multicloud.stores.s3_client import parse_timestamp
 
 
 @pytest.mark.parametrize(
