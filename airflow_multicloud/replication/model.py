@@ -153,7 +153,11 @@ class Plan:
             self.bytes = sum(e.obj.size for e in self.entries)
 
     def count(self, action: str) -> int:
+        from airflow_multicloud.replication.spool import EntrySpool  # spool imports this module
+
         held = sum(self.skipped.values()) if action == PlanAction.SKIP else 0
+        if isinstance(self.entries, EntrySpool):  # counted as it was written: no read of the file
+            return held + self.entries.actions[action]
         return held + sum(1 for e in self.entries for a in e.actions.values() if a == action)
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 
 from airflow_multicloud.replication.model import PlanAction, PlanEntry
@@ -29,8 +30,11 @@ class EntrySpool:
         #: progress knows its totals without reading the file once more
         self.copies = 0
         self.copy_bytes = 0
+        #: every action of every entry (one per destination), for :meth:`Plan.count` without a read of the file
+        self.actions: Counter[str] = Counter()
 
     def append(self, entry: PlanEntry) -> None:
+        self.actions.update(entry.actions.values())
         if n := copies_of(entry):
             self.copies += 1
             self.copy_bytes += entry.obj.size * n

@@ -20,9 +20,10 @@ from airflow_multicloud.replication.copy import CopyOptions
 from airflow_multicloud.replication.engine import ReplicationError, ReplicationOptions, replicate
 from airflow_multicloud.replication.manifest import Kind, ManifestWriter, manifest_key, record_key
 from airflow_multicloud.replication.merge import ListingOrderError
-from airflow_multicloud.replication.model import Location, PlanAction, SourceObject
+from airflow_multicloud.replication.model import Location, Plan, PlanAction, PlanEntry, SourceObject
 from airflow_multicloud.replication.plan import Filters, _parsed, _quick_same, _same_version, plan_copy
 from airflow_multicloud.replication.record import KEY_SAMPLE
+from airflow_multicloud.replication.spool import EntrySpool
 from airflow_multicloud.stores.base import ObjectInfo
 from airflow_multicloud.stores.local import LocalStore
 
@@ -176,3 +177,17 @@ def test_record_keys_are_read_as_json_decodes_them() -> None:
     for key in ["é.csv", 'a"b', "a\\b", "tab\there", "\u2028", "k"]:
         assert record_key(json.dumps({"crc64": "1", "key": key, "size": 1}, sort_keys=True)) == key
         assert record_key(json.dumps({"key": key}, separators=(",", ":"))) == key
+
+
+def test_a_spooled_plan_counts_its_actions_as_a_plan_of_listed_entries_does() -> None:
+    kinds = list(PlanAction)
+    entries = [
+        PlanEntry(SourceObject(f"k{i:03d}", i, None, None), {0: kinds[i % len(kinds)], 1: kinds[i * 7 % len(kinds)]})
+        for i in range(200)
+    ]
+    spool = EntrySpool()
+    for e in entries:
+        spool.append(e)
+    listed, spooled = Plan(entries, skipped={0: 3, 1: 4}), Plan(spool, skipped={0: 3, 1: 4})
+    for action in kinds:
+        assert spooled.count(action.value) == listed.count(action.value) > 0
